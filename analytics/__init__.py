@@ -1,0 +1,1 @@
+"""History store (DuckDB), features (polars), forecaster (scikit-learn) and capacity maths."""

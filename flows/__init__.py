@@ -1,0 +1,1 @@
+"""Prefect flows, settings, the CLI and the wiring: the one composition root of proxflow."""

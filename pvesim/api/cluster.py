@@ -1,0 +1,167 @@
+"""/cluster/status, /cluster/resources, /cluster/options, /cluster/tasks, /cluster/nextid."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pvesim.api import router
+from pvesim.api.params import ApiError, Param
+from pvesim.api.router import Request
+from pvesim.cluster import Cluster, Guest
+from pvesim.metrics import refresh_instant
+from pvesim.render import guest_resource, node_resource
+
+
+class RawJson(bytes):
+    """An already serialised response body (the whole `{"data": ...}` envelope)."""
+
+
+@router.add("GET", "/cluster/status", privilege=("Sys.Audit", "/"))
+def status(req: Request) -> list[dict[str, Any]]:
+    c = req.cluster
+    online = sum(1 for n in c.nodes.values() if n.online)
+    out: list[dict[str, Any]] = [
+        {
+            "type": "cluster",
+            "id": "cluster",
+            "name": c.spec.cluster_name,
+            "nodes": len(c.nodes),
+            "quorate": 1 if c.quorate and online * 2 > len(c.nodes) else 0,
+            "version": len(c.nodes) + 2,
+        }
+    ]
+    first = next(iter(c.nodes))
+    for node in c.nodes.values():
+        out.append(
+            {
+                "type": "node",
+                "id": f"node/{node.name}",
+                "name": node.name,
+                "nodeid": node.nodeid,
+                "ip": node.ip,
+                "local": 1 if node.name == first else 0,
+                "online": 1 if node.online else 0,
+                "level": "",
+            }
+        )
+    return out
+
+
+RESOURCE_TYPES = ("vm", "storage", "node", "sdn")
+
+
+@router.add("GET", "/cluster/resources", {"type": Param("string", enum=RESOURCE_TYPES)})
+def resources(req: Request) -> RawJson:
+    c = req.cluster
+    kind = req.params.get("type")
+    privs = req.identity.privileges
+    bucket = refresh_instant(req.now)
+    key = (
+        bucket,
+        c.state_version,
+        kind,
+        "VM.Audit" in privs,
+        "Sys.Audit" in privs,
+        "Datastore.Audit" in privs,
+    )
+    cache = c.response_cache
+    hit = cache.get(key)
+    if hit is not None:
+        return RawJson(hit)
+    body = RawJson(
+        json.dumps({"data": _resources(c, kind, privs, bucket)}, separators=(",", ":")).encode()
+    )
+    cache.clear()
+    cache[key] = body
+    return body
+
+
+def _resources(
+    c: Cluster, kind: str | None, privs: frozenset[str], now: float
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    by_node: dict[str, list[Guest]] = {n: [] for n in c.nodes}
+    for g in c.guests.values():
+        by_node[g.node].append(g)
+    if kind in (None, "node") and "Sys.Audit" in privs:
+        out.extend(node_resource(c, n, now, by_node[n.name]) for n in c.nodes.values())
+    if kind in (None, "vm") and "VM.Audit" in privs:
+        out.extend(
+            guest_resource(c, g, now) for g in sorted(c.guests.values(), key=lambda g: g.vmid)
+        )
+    if kind in (None, "storage") and "Datastore.Audit" in privs:
+        for node in c.nodes.values():
+            for s in c.storages.values():
+                if not c.storage_on(s.name, node.name):
+                    continue
+                entry: dict[str, Any] = {
+                    "id": f"storage/{node.name}/{s.name}",
+                    "type": "storage",
+                    "storage": s.name,
+                    "node": node.name,
+                    "plugintype": s.type,
+                    "status": "available" if node.online else "unknown",
+                    "shared": 1 if s.shared else 0,
+                    "content": s.content,
+                }
+                if node.online:
+                    entry.update(disk=_storage_used(c, s.name), maxdisk=s.size)
+                out.append(entry)
+    if kind is None:
+        for pool in c.spec.pools:
+            out.append({"id": f"/pool/{pool.poolid}", "type": "pool", "pool": pool.poolid})
+    if kind in (None, "sdn"):
+        for node in c.nodes.values():
+            out.append(
+                {
+                    "id": f"sdn/{node.name}/localnetwork",
+                    "type": "sdn",
+                    "sdn": "localnetwork",
+                    "node": node.name,
+                    "status": "ok" if node.online else "unknown",
+                }
+            )
+    return out
+
+
+def _storage_used(c: Cluster, storage: str) -> int:
+    return sum(d.size for g in c.guests.values() for d in g.spec.disks if d.storage == storage) // 3
+
+
+@router.add("GET", "/cluster/options", privilege=("Sys.Audit", "/"))
+def options(req: Request) -> dict[str, Any]:
+    net = req.cluster.spec.network
+    out: dict[str, Any] = {
+        "keyboard": "en-us",
+        "migration": {"type": net.migration_type},
+        "max_workers": 4,
+        "tag-style": {"ordering": "alphabetical", "case-sensitive": 0},
+    }
+    if req.cluster.version == "9.1":
+        out["crs"] = {"ha": "basic", "ha-rebalance-on-start": 0}
+    else:
+        out["crs"] = {"ha": "basic"}
+    return out
+
+
+@router.add("GET", "/cluster/tasks")
+def cluster_tasks(req: Request) -> list[dict[str, Any]]:
+    tasks = req.cluster.tasks.all()[-200:]
+    return [t.list_entry(req.now) for t in reversed(tasks)]
+
+
+@router.add("GET", "/cluster/nextid", {"vmid": Param("integer", minimum=100, maximum=999_999_999)})
+def nextid(req: Request) -> str:
+    used = set(req.cluster.guests)
+    wanted = req.params.get("vmid")
+    if wanted is not None:
+        if wanted in used:
+            raise ApiError(
+                400, f"VM {wanted} already exists", {"vmid": f"VM {wanted} already exists"}
+            )
+        return str(wanted)
+    vmid = 100
+    while vmid in used:
+        vmid += 1
+    return str(vmid)
