@@ -5,10 +5,13 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from pvesim import Simulator
 
 app = typer.Typer(
     name="proxflow",
@@ -29,7 +32,7 @@ def _start_sim(
     pve_version: str | None,
     traces: Path | None,
     state_dir: Path | None,
-):  # type: ignore[no-untyped-def]
+) -> Simulator:
     from pvesim import ScenarioError, SimConfig, Simulator
 
     try:
@@ -39,7 +42,7 @@ def _start_sim(
                 port=port,
                 speed=speed,
                 seed=seed,
-                pve_version=pve_version,  # type: ignore[arg-type]
+                pve_version=pve_version,  # type: ignore[arg-type]  # checked by the caller
                 traces_dir=traces,
                 state_dir=state_dir,
             )
@@ -70,12 +73,16 @@ def sim(
 ) -> None:
     """Run the simulated Proxmox VE cluster in the foreground until Ctrl-C."""
     if pve_version not in (None, "9.1", "8.4"):
-        err_console.print(f"[red]error:[/red] --pve-version must be 9.1 or 8.4, got {pve_version!r}")
+        err_console.print(
+            f"[red]error:[/red] --pve-version must be 9.1 or 8.4, got {pve_version!r}"
+        )
         raise typer.Exit(2)
     simulator = _start_sim(scenario, port, speed, seed, pve_version, traces, state_dir)
     spec = simulator.spec
-    console.print(f"pvesim: scenario [bold]{spec.name}[/bold] (PVE {spec.pve_version}), "
-                  f"{len(spec.nodes)} nodes, {len(spec.guests)} guests, speed x{speed:g}")
+    console.print(
+        f"pvesim: scenario [bold]{spec.name}[/bold] (PVE {spec.pve_version}), "
+        f"{len(spec.nodes)} nodes, {len(spec.guests)} guests, speed x{speed:g}"
+    )
     console.print(f"  URL       {simulator.url}")
     console.print(f"  host      {simulator.host}   (proxmoxer host=...)")
     console.print(f"  token     {simulator.token_id}={simulator.token_secret}")

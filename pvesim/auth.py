@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from pvesim.api.params import ApiError
-from pvesim.api.router import Identity
+from pvesim.api.routing import Identity
 
 TICKET_LIFETIME = 7200
 

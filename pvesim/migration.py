@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pvesim.api.params import ApiError, param_error
-from pvesim.api.router import Identity
+from pvesim.api.routing import Identity
 from pvesim.cluster import Cluster, Guest, MigrationWindow
 from pvesim.metrics import guest_sample
 from pvesim.tasks import Task

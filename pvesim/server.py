@@ -21,7 +21,7 @@ from pvesim.api import router as pve_router
 from pvesim.api.cluster import RawJson
 from pvesim.api.control import control as control_router
 from pvesim.api.params import ApiError
-from pvesim.api.router import Identity, Reply, Request, Route, Router, bind_params
+from pvesim.api.routing import Identity, Reply, Request, Route, Router, bind_params
 from pvesim.auth import Authenticator
 from pvesim.cluster import Cluster
 
@@ -57,7 +57,7 @@ class SimHTTPServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError) as exc:
             log.debug("TLS handshake with %s failed: %s", client_address, exc)
             return
-        self.RequestHandlerClass(conn, client_address, self)
+        self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
 
     def roll_fault(self, rate: float) -> bool:
         with self.fault_lock:

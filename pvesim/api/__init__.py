@@ -1,6 +1,6 @@
 """The PVE REST surface of the simulator, one module per area of the API."""
 
-from pvesim.api.router import Router
+from pvesim.api.routing import Router
 
 router = Router()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pvesim.api import router
 from pvesim.api.params import Param
-from pvesim.api.router import Request
+from pvesim.api.routing import Request
 from pvesim.render import PVE_RELEASE
 
 ACL_PATHS = ("/", "/nodes", "/vms", "/storage", "/pool")

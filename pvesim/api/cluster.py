@@ -7,7 +7,7 @@ from typing import Any
 
 from pvesim.api import router
 from pvesim.api.params import ApiError, Param
-from pvesim.api.router import Request
+from pvesim.api.routing import Request
 from pvesim.cluster import Cluster, Guest
 from pvesim.metrics import refresh_instant
 from pvesim.render import guest_resource, node_resource

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pvesim.api.params import ApiError, Param
-from pvesim.api.router import Request, Router
+from pvesim.api.routing import Request, Router
 
 control = Router()
 

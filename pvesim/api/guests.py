@@ -8,7 +8,7 @@ from pvesim import migration
 from pvesim.api import router
 from pvesim.api.nodes import node_of
 from pvesim.api.params import BOOL, CF, NODE, TIMEFRAME_8, VMID, ApiError, Param
-from pvesim.api.router import Request
+from pvesim.api.routing import Request
 from pvesim.cluster import Guest
 from pvesim.render import guest_config, guest_list_entry, guest_status_current
 from pvesim.rrd import guest_series

@@ -7,7 +7,7 @@ from typing import Any
 
 from pvesim.api import router
 from pvesim.api.params import ApiError, Param
-from pvesim.api.router import Request
+from pvesim.api.routing import Request
 from pvesim.cluster import Cluster
 from pvesim.scenario import HaResourceSpec
 

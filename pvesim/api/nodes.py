@@ -6,7 +6,7 @@ from typing import Any
 
 from pvesim.api import router
 from pvesim.api.params import BOOL, CF, NODE, TIMEFRAME_8, TIMEFRAME_9, ApiError, Param, param_error
-from pvesim.api.router import Reply, Request
+from pvesim.api.routing import Reply, Request
 from pvesim.cluster import Node
 from pvesim.metrics import node_sample, refresh_instant
 from pvesim.render import KERNEL, PVE_RELEASE, node_resource

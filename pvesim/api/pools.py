@@ -6,7 +6,7 @@ from typing import Any
 
 from pvesim.api import router
 from pvesim.api.params import ApiError, Param
-from pvesim.api.router import Request
+from pvesim.api.routing import Request
 from pvesim.metrics import refresh_instant
 from pvesim.render import guest_resource
 

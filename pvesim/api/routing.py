@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pvesim.api.params import ApiError, Param, validate
 from pvesim.cluster import Cluster
@@ -51,6 +51,7 @@ class Reply:
 
 
 Handler = Callable[[Request], Any]
+H = TypeVar("H", bound=Handler)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,8 @@ class Router:
         versions: tuple[str, ...] = ("9.1", "8.4"),
         params_by_version: dict[str, dict[str, Param]] | None = None,
         public: bool = False,
-    ) -> Callable[[Handler], Handler]:
-        def register(fn: Handler) -> Handler:
+    ) -> Callable[[H], H]:
+        def register(fn: H) -> H:
             self.routes.append(
                 Route(
                     method,
