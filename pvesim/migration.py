@@ -277,10 +277,15 @@ def _failure(cluster: Cluster, req: Request, now: float) -> tuple[float, list[st
             return 1.0, [], f"can't migrate VM which uses local devices: {', '.join(devices)}"
         disks = local_disks(cluster, guest)
         if disks and req.online and not req.with_local_disks:
+            # the volume scan is part of phase1, which logs its first line before scanning
+            ip = cluster.nodes[req.target].ip
             warn = [
-                f"can't migrate local disk '{d.storage}:vm-{guest.vmid}-disk-{d.drive[-1]}': "
-                "can't live migrate attached local disks without with-local-disks option"
-                for d in disks
+                f"starting migration of VM {guest.vmid} to node '{req.target}' ({ip})",
+                *(
+                    f"can't migrate local disk '{d.storage}:vm-{guest.vmid}-disk-{d.drive[-1]}': "
+                    "can't live migrate attached local disks without with-local-disks option"
+                    for d in disks
+                ),
             ]
             return 1.0, warn, "Problem found while scanning volumes - can't migrate VM - check log"
     elif req.online:
@@ -337,8 +342,9 @@ def _run_worker(cluster: Cluster, req: Request, now: float, ha: bool = False) ->
         if req.restart:
 
             def shut_down(at: float) -> None:
-                guest.status = "stopped"
-                cluster.touch()
+                if guest.migrating:  # a task that failed earlier left the CT running
+                    guest.status = "stopped"
+                    cluster.touch()
 
             cluster.scheduler.at(now + LXC_SHUTDOWN, shut_down)
     else:
@@ -350,13 +356,14 @@ def _run_worker(cluster: Cluster, req: Request, now: float, ha: bool = False) ->
 
     if injected is not None:
         fail_at = now + max(1.0, move_at * 0.6)
+        # drop the planned lines after the failure before logging it, so none follow the abort
+        task.lines = [line for line in task.lines if line.at <= fail_at]
         task.log_stamped(fail_at, f"migration status error: failed - {injected}")
         task.log_stamped(fail_at, "ERROR: online migrate failure - aborting")
         task.log_stamped(
             fail_at + 0.5,
             f"ERROR: migration aborted (duration {_fmt_duration(fail_at + 0.5 - now)}): {injected}",
         )
-        task.lines = [line for line in task.lines if line.at <= fail_at + 0.5]
         _trim_window(cluster, guest.vmid, now, fail_at)
         _schedule_end(cluster, task, req, fail_at + 0.5, ok=False, moved=False, reason=injected)
         return task

@@ -23,7 +23,8 @@ def node_seen_at(node: Node, now: float) -> float | None:
     """The instant whose stats the cluster still shows for `node`, or None once expired."""
     if node.online:
         return refresh_instant(now)
-    since = node.offline_since if node.offline_since is not None else now
+    # its last pvestatd broadcast: the stats it froze at, and what the 5 min expiry counts from
+    since = refresh_instant(node.offline_since if node.offline_since is not None else now)
     return since if now - since < RRD_EXPIRY else None
 
 

@@ -77,7 +77,8 @@ def node_series(
             )
             if v9:
                 item.update(
-                    memavailable=float(spec.memory) - mem,
+                    # consolidated like any other source: MAX of memavailable, not total - MAX(used)
+                    memavailable=_combine([float(spec.memory) - s.mem for s in samples], cf),
                     arcsize=0.0,
                     pressurecpusome=round(item["cpu"] * 3.0, 4),
                     pressureiosome=0.0,

@@ -83,12 +83,12 @@ class Control:
         self.verify = str(sim.ca_file)
         self.session.headers["Authorization"] = f"PVEAPIToken={sim.token_id}={sim.token_secret}"
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, /, **params: Any) -> Any:
         r = self.session.get(f"{self.base}/{path}", params=params, timeout=10, verify=self.verify)
         r.raise_for_status()
         return r.json()["data"]
 
-    def post(self, path: str, **data: Any) -> Any:
+    def post(self, path: str, /, **data: Any) -> Any:
         r = self.session.post(f"{self.base}/{path}", json=data, timeout=10, verify=self.verify)
         r.raise_for_status()
         return r.json()["data"]

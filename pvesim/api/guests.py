@@ -143,7 +143,8 @@ def _register(kind: str) -> None:
         if not c.quorate:
             raise ApiError(500, "cluster not ready - no quorum?")
         if guest.lock:
-            raise ApiError(500, f"VM is locked ({guest.lock})")
+            what = "VM" if kind == "qemu" else "CT"
+            raise ApiError(500, f"{what} is locked ({guest.lock})")
         return migration.precondition(c, guest)
 
 

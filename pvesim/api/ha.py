@@ -163,21 +163,31 @@ def status_current(req: Request) -> list[dict[str, Any]]:
                 "timestamp": now,
             }
         )
+    if c.version == "9.1":  # the CRM's watchdog state, new in PVE 9.1
+        armed = "armed" if master is not None else "standby"
+        out.append(
+            {
+                "id": "fencing",
+                "type": "fencing",
+                "node": master.name if master else "",
+                "status": f"{armed} (CRM watchdog {'active' if master else 'standby'})",
+                "armed-state": armed,
+            }
+        )
     for node in c.nodes.values():
         if node.name in c.maintenance:
-            mode, text = "maintenance", "maintenance mode"
+            text = "maintenance mode"
         elif node.online:
-            mode, text = "active", "active"
+            text = "active"
         else:
-            mode, text = "unknown", "old timestamp - dead?"
+            text = "old timestamp - dead?"
+        # PVE's lrm entries are id/type/node/status/timestamp; the mode shows in the text
         out.append(
             {
                 "id": f"lrm:{node.name}",
                 "type": "lrm",
                 "node": node.name,
                 "status": f"{node.name} ({text}, {_ctime(now)})",
-                "mode": mode,
-                "state": "active" if node.online else "unknown",
                 "timestamp": now,
             }
         )
@@ -200,6 +210,8 @@ def status_current(req: Request) -> list[dict[str, Any]]:
                 "max_relocate": r.max_relocate if r.max_relocate is not None else 1,
             }
         )
+        if c.version == "9.1":  # read_and_check_resources_config fills in failback=1
+            out[-1]["failback"] = 1 if r.failback is None or r.failback else 0
     return out
 
 

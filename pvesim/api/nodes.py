@@ -91,7 +91,8 @@ def node_status(req: Request) -> dict[str, Any]:
             "total": spec.memory,
             "used": s.mem,
             "free": int(available * 0.85),
-            "available": available,
+            # `available` is new in PVE 9: the 8.4 schema has total/used/free only
+            **({"available": available} if c.version == "9.1" else {}),
         },
         "ksm": {"shared": 0},
         "swap": {"total": 8589930496, "used": 0, "free": 8589930496},
