@@ -1,0 +1,105 @@
+"""Hard vetoes, kept apart from scoring: may a guest move at all, and may it go to a node.
+
+Each check is one small named function. Target checks work on whole vectors of nodes at once,
+so the planner asks "which nodes could take this unit?" in one call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.model import Guest, GuestKind
+from engine.plan import Reason
+from engine.policy import Policy
+from engine.rules import RuleSet
+from engine.state import State
+
+Mask = npt.NDArray[np.bool_]
+
+
+def why_unmovable(
+    guest: Guest, policy: Policy, rules: RuleSet, state: State
+) -> tuple[Reason, str] | None:
+    if guest.vmid in rules.ignored:
+        return Reason.IGNORED, "tagged plb_ignore: never moved, its load still counts"
+    if guest.lock:
+        return Reason.LOCKED, f"locked ({guest.lock})"
+    if guest.local_resources:
+        return Reason.LOCAL_RESOURCES, f"uses local devices: {', '.join(guest.local_resources)}"
+    if guest.local_disk_bytes and not policy.allow_local_disks:
+        return Reason.LOCAL_DISKS, (
+            f"has {guest.local_disk_bytes / 1024**3:.1f} GiB on local storage "
+            "and the policy does not allow moving local disks"
+        )
+    if guest.kind is GuestKind.LXC and guest.running and not policy.allow_container_restart:
+        return Reason.CONTAINER_RESTART, (
+            "a running container can only move by restarting and the policy does not allow it"
+        )
+    source = state.where.get(guest.vmid)
+    if source is None or not state.online[source]:
+        return Reason.SOURCE_OFFLINE, f"its node {guest.node} is offline"
+    return None
+
+
+def feasible_targets(
+    vmids: list[int],
+    source: int | None,
+    state: State,
+    rules: RuleSet,
+    policy: Policy,
+    balancing: bool,
+) -> Mask:
+    """Nodes that may take all of `vmids` (currently together on `source`) at once."""
+    ok: Mask = state.eligible.copy()
+    if source is not None:
+        ok[source] = False
+    _, cpu90, _, mem90, vcpus = state.unit_totals(vmids)
+    ok &= state.mem_p90 + mem90 <= state.mem_limit
+    ok &= state.vcpus + vcpus <= policy.cpu_overcommit * state.cpus
+    if balancing:
+        ok &= state.cpu_p90 + cpu90 <= policy.max_cpu_load * state.cpus
+    for v in vmids:
+        allowed = rules.allowed.get(v)
+        if allowed is not None:
+            ok &= np.array([name in allowed for name in state.names])
+    moving = set(vmids)
+    for group in rules.groups_of_any(vmids):
+        if group.together or not group.strict:
+            continue
+        inside = moving.intersection(group.vmids)
+        if not inside:
+            continue
+        counts = np.zeros(len(state.names))
+        for member in group.vmids:
+            if member not in moving and member in state.where:
+                counts[state.where[member]] += 1
+        ok &= counts + len(inside) <= group.max_per_node
+    return ok
+
+
+def penalties(
+    vmids: list[int], state: State, rules: RuleSet, soft_penalty: float
+) -> npt.NDArray[np.float64]:
+    """Soft-rule cost of placing the unit on each node: lower priority, soft (anti-)affinity."""
+    cost = np.zeros(len(state.names))
+    moving = set(vmids)
+    for v in vmids:
+        prefs = rules.preferred.get(v)
+        if prefs:
+            best = max(prefs.values())
+            for i, name in enumerate(state.names):
+                prio = prefs.get(name)
+                cost[i] += soft_penalty * (2 if prio is None else (1 if prio < best else 0))
+    for group in rules.groups_of_any(vmids):
+        if group.strict:
+            continue
+        others = np.zeros(len(state.names))
+        for member in group.vmids:
+            if member not in moving and member in state.where:
+                others[state.where[member]] += 1
+        if group.together:
+            cost += soft_penalty * (others.sum() - others)
+        else:
+            cost += soft_penalty * others
+    return cost

@@ -1,0 +1,445 @@
+"""The greedy planner: repair every rule violation first, then balance, explaining each step.
+
+Repairs run on any cluster, calm or hot, in this order: maintenance evacuation, node
+restrictions (pins, strict HA node-affinity, pool pins), anti-affinity, affinity. Balancing
+then makes the single best move at a time: the one whose drop in imbalance beats its
+migration cost by the policy margin most, whose target ends up less loaded than the source
+was, and that breaks no hard rule. The assumed state is updated after every move, so later
+moves see earlier ones.
+
+A guest appears in a plan at most once. When balancing later wants to move a guest that the
+plan already moves, the existing move is re-targeted (or dropped, if it would go home), so a
+plan never carries a move that undoes another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from engine.budget import Budget
+from engine.filters import feasible_targets, penalties, why_unmovable
+from engine.model import ClusterSnapshot, Guest, GuestKind
+from engine.plan import Move, Plan, Reason, Skip
+from engine.policy import Policy
+from engine.rules import Group, RuleSet, build_rules
+from engine.state import State
+
+GIB = 1024**3
+SOURCES_PER_STEP = 8  # hottest nodes searched for a balancing move in each step
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Guests that move together: one guest, or a whole affinity group."""
+
+    vmids: tuple[int, ...]
+    name: str | None = None
+
+
+def plan(
+    snapshot: ClusterSnapshot,
+    policy: Policy,
+    *,
+    balance: bool = True,
+    evacuate: str | None = None,
+) -> Plan:
+    """A deterministic, explained migration plan for `snapshot` under `policy`."""
+    if evacuate is not None:
+        policy = replace(policy, maintenance_nodes=tuple({*policy.maintenance_nodes, evacuate}))
+    rules = build_rules(snapshot, policy)
+    return _Planner(snapshot, policy, rules).run(balance)
+
+
+class _Planner:
+    def __init__(self, snapshot: ClusterSnapshot, policy: Policy, rules: RuleSet) -> None:
+        self.snapshot = snapshot
+        self.policy = policy
+        self.rules = rules
+        self.state = State(snapshot, policy, rules.maintenance)
+        self.budget = Budget(policy, snapshot.history, snapshot.now)
+        self.guests = {g.vmid: g for g in snapshot.guests}
+        self.home = {g.vmid: g.node for g in snapshot.guests}
+        self.moves: dict[int, Move] = {}  # insertion order is plan order
+        self.skips: dict[int, Skip] = {}
+        self.note = ""
+        self.blocked: dict[int, tuple[Reason, str]] = {}
+        for g in sorted(snapshot.guests, key=lambda g: g.vmid):
+            why = why_unmovable(g, policy, rules, self.state)
+            if why is not None:
+                self.blocked[g.vmid] = why
+                self.skip(g.vmid, *why)
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def node_of(self, vmid: int) -> str:
+        return self.state.names[self.state.where[vmid]]
+
+    def skip(self, vmid: int, reason: Reason, detail: str) -> None:
+        if vmid not in self.skips and vmid not in self.moves:
+            g = self.guests[vmid]
+            node = self.node_of(vmid) if vmid in self.state.where else g.node
+            self.skips[vmid] = Skip(vmid, g.name, node, reason, detail)
+
+    def cost(self, vmids: tuple[int, ...] | list[int]) -> float:
+        """Migration cost of moving these guests now; zero for guests the plan moves anyway."""
+        gib = 0.0
+        for v in vmids:
+            if v in self.moves:
+                continue
+            g = self.guests[v]
+            mem = self.snapshot.forecast(v).mem if g.running else 0.0
+            gib += mem / GIB + self.policy.local_disk_cost_factor * g.local_disk_bytes / GIB
+        return self.policy.migration_cost_per_gib * gib
+
+    def apply(self, unit: Unit, target: int, reason: Reason, detail: str, gain: float) -> bool:
+        """Record and apply a move of `unit` to `target` if the budget allows it."""
+        target_name = self.state.names[target]
+        pairs = [(v, self.home[v]) for v in unit.vmids]
+        new = sum(1 for v in unit.vmids if v not in self.moves)
+        for v in unit.vmids:  # re-targets give back what their earlier move held
+            if v in self.moves:
+                self.budget.release(self.home[v], self.moves[v].target)
+        refusal = self.budget.refuse(
+            [(v, s) for v, s in pairs if s != target_name],
+            target_name,
+            balancing=reason is Reason.BALANCE and new > 0,
+            new=new,
+        )
+        if refusal is not None:
+            for v in unit.vmids:
+                if v in self.moves:
+                    self.budget.spend([(v, self.home[v])], self.moves[v].target, new=0)
+            for v in unit.vmids:
+                self.skip(v, refusal.reason, refusal.detail)
+            return False
+        cost = self.cost(unit.vmids)
+        self.budget.spend([(v, s) for v, s in pairs if s != target_name], target_name, new=new)
+        self.state.move(unit.vmids, target)
+        share = 1.0 / len(unit.vmids)
+        for v in unit.vmids:
+            g = self.guests[v]
+            earlier = self.moves.pop(v, None)
+            self.skips.pop(v, None)
+            if self.home[v] == target_name:
+                continue  # back home: the earlier move is simply dropped
+            first_reason = earlier.reason if earlier is not None else reason
+            text = detail if earlier is None else f"{earlier.detail}; then {detail}"
+            self.moves[v] = _move(
+                g,
+                self.home[v],
+                target_name,
+                first_reason,
+                text,
+                gain * share,
+                cost * share,
+                unit.name,
+                self.snapshot,
+            )
+        return True
+
+    # -- choosing a target ------------------------------------------------------------------
+    def best_target(self, unit: Unit, balancing: bool) -> tuple[int | None, float, float]:
+        """(target, net value, imbalance after) for moving `unit` from where it is now."""
+        vmids = list(unit.vmids)
+        sources = {self.state.where[v] for v in vmids}
+        source = min(sources)
+        ok = feasible_targets(vmids, source, self.state, self.rules, self.policy, balancing)
+        for s in sources:
+            ok[s] = False
+        if not ok.any():
+            return None, 0.0, 0.0
+        cpu, _, mem, _, _ = self.state.unit_totals(vmids)
+        if len(sources) == 1:
+            after, target_load, var = self.state.imbalance_if_moved(source, cpu, mem)
+        else:
+            after, target_load, var = self._imbalance_if_gathered(vmids)
+        pen = penalties(vmids, self.state, self.rules, self.policy.soft_rule_penalty)
+        here = pen[source]
+        before = self.state.imbalance()
+        value = (before - after) - (pen - here)
+        if balancing:
+            value = value - self.cost(vmids)
+            ok &= target_load < self.state.scores()[source]
+            moving = len([v for v in vmids if v not in self.moves])
+            ok &= np.array(self.budget.node_room(self.state.names, moving))
+            if not ok.any():
+                return None, 0.0, 0.0
+        # rank by value, then by variance: among equal MAD gains the coolest target wins
+        rank = np.where(ok, np.round(value, 9) - 1e-3 * var, -np.inf)
+        best = int(np.argmax(rank))
+        return best, float(value[best]), float(after[best])
+
+    def _imbalance_if_gathered(self, vmids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        homes = {v: self.state.where[v] for v in vmids}
+        n = len(self.state.names)
+        after = np.zeros(n)
+        load = np.zeros(n)
+        var = np.zeros(n)
+        for t in range(n):
+            self.state.move(vmids, t)
+            scores = self.state.scores()
+            after[t] = self.state.imbalance()
+            load[t] = scores[t]
+            var[t] = float(np.var(scores[self.state.eligible]))
+            for v, h in homes.items():
+                self.state.move([v], h)
+        return after, load, var
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self, balance: bool) -> Plan:
+        loads_before = self.state.loads()
+        imbalance_before = self.state.imbalance()
+        self.repair_maintenance()
+        self.repair_restrictions()
+        self.repair_anti_affinity()
+        self.repair_affinity()
+        if balance:
+            self.balance()
+        moves = tuple(self.moves.values())
+        skipped = tuple(self.skips[v] for v in sorted(self.skips))
+        return Plan(
+            moves=moves,
+            skipped=skipped,
+            conflicts=tuple(self.rules.conflicts),
+            loads_before=loads_before,
+            loads_after=self.state.loads(),
+            imbalance_before=imbalance_before,
+            imbalance_after=self.state.imbalance(),
+            planner="greedy",
+            note=self.note,
+        )
+
+    def units(self) -> list[Unit]:
+        """Movable units: whole affinity groups sitting together, and every other guest."""
+        grouped: set[int] = set()
+        out: list[Unit] = []
+        for group in self.rules.groups:
+            if not (group.together and group.strict):
+                continue
+            grouped.update(group.vmids)
+            members = [v for v in group.vmids if v in self.state.where]
+            nodes = {self.state.where[v] for v in members}
+            if len(nodes) == 1 and not any(v in self.blocked for v in members):
+                out.append(Unit(tuple(members), group.name))
+        for g in sorted(self.snapshot.guests, key=lambda g: g.vmid):
+            if g.vmid not in grouped and g.vmid not in self.blocked and g.vmid in self.state.where:
+                out.append(Unit((g.vmid,)))
+        return out
+
+    def _repair(self, unit: Unit, reason: Reason, detail: str) -> None:
+        blocked = [v for v in unit.vmids if v in self.blocked]
+        if blocked:
+            return  # already skipped with its own reason
+        target, _, _ = self.best_target(unit, balancing=False)
+        if target is None:
+            for v in unit.vmids:
+                self.skip(v, Reason.NO_TARGET, f"must move ({detail}) but no node can take it")
+            return
+        self.apply(unit, target, reason, detail, gain=0.0)
+
+    def repair_maintenance(self) -> None:
+        down = self.rules.maintenance
+        for unit in self.units():
+            node = self.node_of(unit.vmids[0])
+            if node in down:
+                self._repair(unit, Reason.MAINTENANCE, f"node {node} is in maintenance")
+        for v, (_reason, detail) in self.blocked.items():
+            if self.node_of(v) in down:
+                self.skips[v] = replace(
+                    self.skips[v],
+                    detail=f"{detail}; it stays on maintenance node {self.node_of(v)}",
+                )
+
+    def repair_restrictions(self) -> None:
+        for unit in self.units():
+            for v in unit.vmids:
+                node = self.node_of(v)
+                if not self.rules.may_run_on(v, node):
+                    why = self.rules.allowed_reason.get(v, "node restriction")
+                    reason = Reason.NODE_AFFINITY if why.startswith("HA") else Reason.PIN
+                    allowed = ", ".join(sorted(self.rules.allowed[v]))
+                    self._repair(unit, reason, f"{why} allows only {allowed}")
+                    break
+        for v in sorted(self.blocked):
+            if v in self.state.where and not self.rules.may_run_on(v, self.node_of(v)):
+                reason, detail = self.blocked[v]
+                self.skips[v] = replace(
+                    self.skips[v], detail=f"{detail}; it breaks its node restriction and stays"
+                )
+
+    def repair_anti_affinity(self) -> None:
+        for group in self.rules.groups:
+            if group.together or not group.strict:
+                continue
+            self._spread(group)
+
+    def _spread(self, group: Group) -> None:
+        while True:
+            by_node: dict[int, list[int]] = {}
+            for v in group.vmids:
+                if v in self.state.where:
+                    by_node.setdefault(self.state.where[v], []).append(v)
+            crowded = sorted(i for i, vs in by_node.items() if len(vs) > group.max_per_node)
+            if not crowded:
+                return
+            members = by_node[crowded[0]]
+            candidates = sorted(
+                (v for v in members if v not in self.blocked and v not in self.moves),
+                key=lambda v: (self.snapshot.forecast(v).mem, v),
+            )
+            node = self.state.names[crowded[0]]
+            detail = f"{group.name} allows {group.max_per_node} per node; {node} has {len(members)}"
+            moved = False
+            for v in candidates:
+                target, _, _ = self.best_target(Unit((v,)), balancing=False)
+                if target is not None and self.apply(
+                    Unit((v,)), target, Reason.ANTI_AFFINITY, detail, 0.0
+                ):
+                    moved = True
+                    break
+            if not moved:
+                for v in members:
+                    if v not in self.moves:
+                        self.skip(v, Reason.NO_TARGET, f"{detail}, and no member can move")
+                return
+
+    def repair_affinity(self) -> None:
+        for group in self.rules.groups:
+            if not (group.together and group.strict):
+                continue
+            present = [v for v in group.vmids if v in self.state.where]
+            nodes = sorted({self.state.where[v] for v in present})
+            if len(nodes) <= 1:
+                continue
+            self._gather(group, present)
+
+    def _gather(self, group: Group, members: list[int]) -> None:
+        fixed = {self.state.where[v] for v in members if v in self.blocked}
+        if len(fixed) > 1:
+            for v in members:
+                self.skip(
+                    v,
+                    Reason.RULE_CONFLICT,
+                    f"{group.name}: members that cannot move sit on different nodes",
+                )
+            return
+        best: tuple[float, float, int] | None = None
+        for t in range(len(self.state.names)):
+            if fixed and t not in fixed:
+                continue
+            off = [v for v in members if self.state.where[v] != t]
+            ok = feasible_targets(off, None, self.state, self.rules, self.policy, balancing=False)
+            if not ok[t]:
+                continue
+            homes = {v: self.state.where[v] for v in off}
+            self.state.move(off, t)
+            imb = self.state.imbalance()
+            for v, h in homes.items():
+                self.state.move([v], h)
+            gib = sum(self.snapshot.forecast(v).mem for v in off) / GIB
+            key = (gib, imb, t)
+            if best is None or key < best:
+                best = key
+        detail = f"{group.name} keeps its members on one node"
+        if best is None:
+            for v in members:
+                self.skip(v, Reason.NO_TARGET, f"{detail}, but no node can hold them all")
+            return
+        target = best[2]
+        moving = tuple(v for v in members if self.state.where[v] != target)
+        self.apply(Unit(moving, group.name), target, Reason.AFFINITY, detail, 0.0)
+
+    def balance(self) -> None:
+        policy = self.policy
+        excluded: set[tuple[int, ...]] = set()
+        while True:
+            imbalance = self.state.imbalance()
+            if imbalance <= policy.target_imbalance:
+                self.note = (
+                    f"balanced: imbalance {imbalance:.1%} is within the target "
+                    f"{policy.target_imbalance:.1%}"
+                )
+                return
+            scores = self.state.scores()
+            eligible = np.flatnonzero(self.state.eligible)
+            mean = scores[eligible].mean()
+            hot = [
+                int(i)
+                for i in eligible[np.argsort(-scores[eligible], kind="stable")]
+                if scores[i] > mean
+            ][:SOURCES_PER_STEP]
+            best: tuple[float, Unit, int, float] | None = None
+            for unit in self.units():
+                if unit.vmids in excluded:
+                    continue
+                source = self.state.where[unit.vmids[0]]
+                if source not in hot:
+                    continue
+                target, value, after = self.best_target(unit, balancing=True)
+                if target is not None and (best is None or value > best[0]):
+                    best = (value, unit, target, after)
+            if best is None:
+                full = [
+                    self.state.names[i]
+                    for i in hot
+                    if not self.budget.node_room([self.state.names[i]], 1)[0]
+                ]
+                if full:
+                    self.note = (
+                        f"stopped: {', '.join(full)} reached the budget of "
+                        f"{policy.max_moves_per_node} moves per node per run"
+                    )
+                else:
+                    self.note = "no balancing move keeps every rule and leaves its target cooler"
+                return
+            value, unit, target, after = best
+            if value <= policy.margin:
+                self.note = (
+                    f"no move gains more than its cost plus the margin ({policy.margin:.1%}); "
+                    f"best was {_describe(unit)} to {self.state.names[target]} "
+                    f"(net {value:.2%})"
+                )
+                return
+            detail = f"imbalance {imbalance:.1%} -> {after:.1%}"
+            gain = imbalance - after
+            if not self.apply(unit, target, Reason.BALANCE, detail, gain):
+                if self.budget.used >= policy.max_moves:
+                    self.note = f"stopped at the budget of {policy.max_moves} moves per run"
+                    return
+                excluded.add(unit.vmids)
+
+
+def _describe(unit: Unit) -> str:
+    return unit.name or f"guest {unit.vmids[0]}"
+
+
+def _move(
+    g: Guest,
+    source: str,
+    target: str,
+    reason: Reason,
+    detail: str,
+    gain: float,
+    cost: float,
+    unit: str | None,
+    snapshot: ClusterSnapshot,
+) -> Move:
+    lxc = g.kind is GuestKind.LXC
+    return Move(
+        vmid=g.vmid,
+        name=g.name,
+        kind=g.kind.value,
+        source=source,
+        target=target,
+        reason=reason,
+        detail=detail,
+        online=g.running and not lxc,
+        restart=g.running and lxc,
+        with_local_disks=g.local_disk_bytes > 0,
+        mem_bytes=int(snapshot.forecast(g.vmid).mem) if g.running else 0,
+        disk_bytes=g.local_disk_bytes,
+        gain=gain,
+        cost=cost,
+        unit=unit,
+    )
