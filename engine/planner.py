@@ -49,7 +49,8 @@ def plan(
     if evacuate is not None:
         policy = replace(policy, maintenance_nodes=tuple({*policy.maintenance_nodes, evacuate}))
     rules = build_rules(snapshot, policy)
-    return _Planner(snapshot, policy, rules).run(balance)
+    # an evacuation only empties the node: other repairs wait for a normal run
+    return _Planner(snapshot, policy, rules).run(balance, repairs=evacuate is None)
 
 
 class _Planner:
@@ -187,13 +188,14 @@ class _Planner:
         return after, load, var
 
     # -- the run ----------------------------------------------------------------------------
-    def run(self, balance: bool) -> Plan:
+    def run(self, balance: bool, repairs: bool = True) -> Plan:
         loads_before = self.state.loads()
         imbalance_before = self.state.imbalance()
         self.repair_maintenance()
-        self.repair_restrictions()
-        self.repair_anti_affinity()
-        self.repair_affinity()
+        if repairs:
+            self.repair_restrictions()
+            self.repair_anti_affinity()
+            self.repair_affinity()
         if balance:
             self.balance()
         moves = tuple(self.moves.values())
