@@ -43,8 +43,8 @@ class Move:
     with_local_disks: bool
     mem_bytes: int
     disk_bytes: int
-    gain: float  # imbalance removed (balance moves; 0 for repairs)
-    cost: float  # migration cost in the same units
+    gain: float  # node load moved off the spread: N × imbalance removed (0 for repairs)
+    cost: float  # migration cost in the same units (policy: per GiB moved)
     unit: str | None = None  # affinity group moved as one
 
 

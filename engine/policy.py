@@ -41,8 +41,10 @@ class Policy:
     cpu_weight: float = 0.5
     memory_weight: float = 0.5
     target_imbalance: float = 0.03  # balancing stops below this spread
-    margin: float = 0.002  # a move must gain this much more than it costs
-    migration_cost_per_gib: float = 0.0005  # imbalance given up per GiB of memory moved
+    # a move's gain is the node load it takes off the spread (N × the drop in imbalance);
+    # it must beat the move's cost (per GiB of memory and local disk moved) by the margin
+    margin: float = 0.005
+    migration_cost_per_gib: float = 0.001
     local_disk_cost_factor: float = 0.25  # a GiB of local disk costs this many GiB of memory
     soft_rule_penalty: float = 0.01  # imbalance a soft rule is worth, per breach
     memory_reserve: int = 2 * GIB

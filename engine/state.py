@@ -78,6 +78,10 @@ class State:
         result: Vector = self.w_cpu * self.cpu / self.cpus + self.w_mem * self.mem / self.memory
         return result
 
+    @property
+    def n_eligible(self) -> int:
+        return int(self.eligible.sum())
+
     def imbalance(self) -> float:
         return mad(self.scores()[self.eligible])
 
