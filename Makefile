@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean sim
+.PHONY: demo test lint typecheck unit bench bench-pvesim bench-planner clean sim
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "proxflow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -29,8 +29,13 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: bench-pvesim bench-planner
+
+bench-pvesim: $(STAMP)
 	$(BIN)/python bench/pvesim.py
+
+bench-planner: $(STAMP)
+	$(BIN)/python bench/planner.py
 
 sim: $(STAMP)
 	$(BIN)/proxflow sim --scenario demo

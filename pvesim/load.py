@@ -45,41 +45,83 @@ class SyntheticSource:
         self._burst_len = spec.burst_minutes * 60.0
         self._burst_p = spec.bursts_per_day / 24.0  # chance of a burst starting in an hour
         self._windows_back = int(self._burst_len // 3600.0) + 1
+        # One-entry memos of pure functions of time: a refresh asks for the same instant several
+        # times (node sum, guest entry, rates), bursts are drawn per hour and memory noise per
+        # minute. Each memo is one tuple, replaced whole, so a reader never sees a torn pair.
+        self._cycle_memo: tuple[float, float] = (math.nan, 0.0)
+        self._cpu_memo: tuple[float, float] = (math.nan, 0.0)
+        self._mem_memo: tuple[float, float] = (math.nan, 0.0)
+        self._bursts_memo: tuple[int | None, tuple[float, ...]] = (None, ())
+        self._mem_noise_memo: tuple[int | None, float] = (None, 0.0)
+        self._area_memo: tuple[float, float, float, float] = (math.nan, math.nan, 0.0, 0.0)
 
     def _cycle(self, t: float) -> float:
+        memo = self._cycle_memo
+        if memo[0] == t:
+            return memo[1]
         s = self.spec
         hour = (t % DAY) / 3600.0
         daily = 1.0 + s.daily * math.cos(2.0 * math.pi * (hour - s.peak_hour) / 24.0)
         weekday = (int(t // DAY) + _EPOCH_THURSDAY) % 7
         weekly = 1.0 - s.weekly if weekday >= 5 else 1.0
         trend = max(0.0, 1.0 + s.trend * (t - self.origin) / DAY)
-        return daily * weekly * trend
+        value = daily * weekly * trend
+        self._cycle_memo = (t, value)
+        return value
+
+    def _burst_starts(self, hour: int) -> tuple[float, ...]:
+        """Start instants of the bursts that may still run during `hour`, earliest first."""
+        memo = self._bursts_memo
+        if memo[0] == hour:
+            return memo[1]
+        starts = tuple(
+            h * 3600.0 + uniform(self._bursts, 2 * h + 1) * 3600.0
+            for h in range(hour - self._windows_back, hour + 1)
+            if uniform(self._bursts, 2 * h) < self._burst_p
+        )
+        self._bursts_memo = (hour, starts)
+        return starts
 
     def _burst(self, t: float) -> float:
         if self._burst_p <= 0.0:
             return 0.0
-        hour = int(t // 3600.0)
-        for h in range(hour - self._windows_back, hour + 1):
-            if uniform(self._bursts, 2 * h) < self._burst_p:
-                start = h * 3600.0 + uniform(self._bursts, 2 * h + 1) * 3600.0
-                if start <= t < start + self._burst_len:
-                    return self.spec.burst_height
+        for start in self._burst_starts(int(t // 3600.0)):
+            if start <= t < start + self._burst_len:
+                return self.spec.burst_height
         return 0.0
 
     def cpu(self, t: float) -> float:
+        memo = self._cpu_memo
+        if memo[0] == t:
+            return memo[1]
         s = self.spec
         step = int(t // NOISE_STEP)
         level = s.cpu * (self._cycle(t) + self._burst(t) + s.noise * normal(self._noise, step))
-        return _clamp(level, 0.0, 1.0)
+        value = _clamp(level, 0.0, 1.0)
+        self._cpu_memo = (t, value)
+        return value
+
+    def _mem_wobble(self, step: int) -> float:
+        memo = self._mem_noise_memo
+        if memo[0] == step:
+            return memo[1]
+        value = normal(self._mem_noise, step)
+        self._mem_noise_memo = (step, value)
+        return value
 
     def mem(self, t: float) -> float:
+        memo = self._mem_memo
+        if memo[0] == t:
+            return memo[1]
         s = self.spec
         step = int(t // 60.0)
         days = (t - self.origin) / DAY
-        level = s.mem + s.mem_trend * days + s.mem_noise * normal(self._mem_noise, step)
+        level = s.mem + s.mem_trend * days + s.mem_noise * self._mem_wobble(step)
         # memory follows the daily cycle a little: caches grow with traffic
         level += 0.1 * s.mem * (self._cycle(t) - 1.0)
-        return _clamp(level, 0.01, 0.99)
+        value = _clamp(level, 0.01, 0.99)
+        self._mem_memo = (t, value)
+        return value
 
     def _rate(self, base_kbps: float, t: float) -> float:
         return base_kbps * 1024.0 * self._cycle(t)
@@ -93,16 +135,27 @@ class SyntheticSource:
     def _integral(self, base_kbps: float, t0: float, t1: float) -> float:
         # integral of the daily cosine in closed form; weekend dip and trend ignored (counters
         # only need to grow plausibly, the rates carry the detail)
-        s = self.spec
         if t1 <= t0:
             return 0.0
+        return base_kbps * 1024.0 * self._cycle_area(t0, t1)
+
+    def _prim(self, t: float) -> float:
+        """An antiderivative of the daily cycle (without weekend dip and trend)."""
+        s = self.spec
         w = 2.0 * math.pi / DAY
         phase = s.peak_hour * 3600.0
+        return t + s.daily * math.sin(w * (t - phase)) / w
 
-        def prim(t: float) -> float:
-            return t + s.daily * math.sin(w * (t - phase)) / w
-
-        return base_kbps * 1024.0 * (prim(t1) - prim(t0))
+    def _cycle_area(self, t0: float, t1: float) -> float:
+        """prim(t1) - prim(t0), shared by the net and disk counters; t0 (the start) rarely moves."""
+        t0_memo, t1_memo, prim0, area = self._area_memo
+        if t0_memo == t0 and t1_memo == t1:
+            return area
+        if t0_memo != t0:
+            prim0 = self._prim(t0)
+        area = self._prim(t1) - prim0
+        self._area_memo = (t0, t1, prim0, area)
+        return area
 
     def net_bytes(self, t0: float, t1: float) -> float:
         return self._integral(self.spec.net_kbps, t0, t1)
@@ -144,6 +197,7 @@ class TraceSource:
         self._offset = spec.offset_hours * 3600.0 / series.step
         self._n = len(series.cpu)
         self._mem_noise = stream_key(seed, vmid, "trace-mem-noise")
+        self._cpu_memo: tuple[float, float] = (math.nan, 0.0)  # cpu, net and disk rates share it
 
     def _position(self, t: float) -> float:
         return (t - self.origin) / self._step + self._offset
@@ -166,7 +220,12 @@ class TraceSource:
         return a + (values[(i + 1) % self._n] - a) * f
 
     def cpu(self, t: float) -> float:
-        return self._at(self.series.cpu, t)
+        memo = self._cpu_memo
+        if memo[0] == t:
+            return memo[1]
+        value = self._at(self.series.cpu, t)
+        self._cpu_memo = (t, value)
+        return value
 
     def mem(self, t: float) -> float:
         if self.series.mem is not None:

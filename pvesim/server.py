@@ -218,7 +218,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
     def _write(self, status: int, reason: str, body: bytes) -> None:
         encoding = None
         if len(body) > GZIP_MIN and "gzip" in (self.headers.get("Accept-Encoding") or ""):
-            body = gzip.compress(body, compresslevel=1)
+            body = _gzip(body)
             encoding = "gzip"
         try:
             self.send_response(status, reason)
@@ -244,9 +244,18 @@ def _cookie(header: str | None, name: str) -> str | None:
     return None
 
 
+def _gzip(body: bytes) -> bytes:
+    if not isinstance(body, RawJson):
+        return gzip.compress(body, compresslevel=1)
+    # a cached body (GET /cluster/resources) goes out many times per refresh: compress it once
+    if body.gzipped is None:
+        body.gzipped = gzip.compress(body, compresslevel=1)
+    return body.gzipped
+
+
 def _envelope(result: Any) -> bytes:
     if isinstance(result, RawJson):
-        return bytes(result)
+        return result  # as is, not a copy: it carries its cached gzip form
     if isinstance(result, Reply):
         doc: dict[str, Any] = {"data": result.data}
         if result.total is not None:

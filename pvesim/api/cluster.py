@@ -14,7 +14,30 @@ from pvesim.render import guest_resource, node_resource
 
 
 class RawJson(bytes):
-    """An already serialised response body (the whole `{"data": ...}` envelope)."""
+    """An already serialised response body (the whole `{"data": ...}` envelope).
+
+    A cached body is served many times per refresh: the server keeps its gzip form here.
+    """
+
+    gzipped: bytes | None = None
+
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson comes with Prefect
+    orjson = None  # type: ignore[assignment]
+
+
+def _dumps(doc: Any) -> bytes:
+    """Compact JSON. /cluster/resources is big (1.7 MB at 5,000 guests): the stdlib encoder
+    takes ~20 ms on it, orjson ~2 ms. Same values either way; orjson writes small floats
+    without an exponent (0.00005, not 5e-05) and non-ASCII as UTF-8 rather than \\u escapes."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(doc)
+        except TypeError:  # something orjson refuses (an int beyond 64 bits): use the stdlib
+            pass
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 @router.add("GET", "/cluster/status", privilege=("Sys.Audit", "/"))
@@ -68,10 +91,8 @@ def resources(req: Request) -> RawJson:
     cache = c.response_cache
     hit = cache.get(key)
     if hit is not None:
-        return RawJson(hit)
-    body = RawJson(
-        json.dumps({"data": _resources(c, kind, privs, bucket)}, separators=(",", ":")).encode()
-    )
+        return hit if isinstance(hit, RawJson) else RawJson(hit)
+    body = RawJson(_dumps({"data": _resources(c, kind, privs, bucket)}))
     cache.clear()
     cache[key] = body
     return body
@@ -91,6 +112,7 @@ def _resources(
             guest_resource(c, g, now) for g in sorted(c.guests.values(), key=lambda g: g.vmid)
         )
     if kind in (None, "storage") and "Datastore.Audit" in privs:
+        used = _storage_usage(c)
         for node in c.nodes.values():
             for s in c.storages.values():
                 if not c.storage_on(s.name, node.name):
@@ -106,7 +128,7 @@ def _resources(
                     "content": s.content,
                 }
                 if node.online:
-                    entry.update(disk=_storage_used(c, s.name), maxdisk=s.size)
+                    entry.update(disk=used.get(s.name, 0) // 3, maxdisk=s.size)
                 out.append(entry)
     if kind is None:
         for pool in c.spec.pools:
@@ -125,8 +147,13 @@ def _resources(
     return out
 
 
-def _storage_used(c: Cluster, storage: str) -> int:
-    return sum(d.size for g in c.guests.values() for d in g.spec.disks if d.storage == storage) // 3
+def _storage_usage(c: Cluster) -> dict[str, int]:
+    """Bytes of guest disks per storage, in one pass (a third of it is shown as used)."""
+    used: dict[str, int] = {}
+    for g in c.guests.values():
+        for d in g.spec.disks:
+            used[d.storage] = used.get(d.storage, 0) + d.size
+    return used
 
 
 @router.add("GET", "/cluster/options", privilege=("Sys.Audit", "/"))
