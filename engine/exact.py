@@ -130,17 +130,19 @@ def plan_exact(snapshot: ClusterSnapshot, policy: Policy, time_limit: float = 10
             mean_coef[j] = mean_coef.get(j, 0.0) + a / n_e
     static_mean = float(static_score[eligible].mean()) if n_e else 0.0
     for k, t in enumerate(eligible):
-        # L_t - mean - d_k <= mean_static - static_t   and   mean - L_t - d_k <= ...
+        # with L_t = static_t + A_t x and mean = static_mean + M x:
+        #   L_t - mean - d_k <= 0  ->  (A_t - M) x - d_k <= static_mean - static_t
+        #   mean - L_t - d_k <= 0  ->  (M - A_t) x - d_k <= static_t - static_mean
         diff = dict(mean_coef)
         for j, a in node_load[k].items():
             diff[j] = diff.get(j, 0.0) - a
         const = static_mean - static_score[t]
         up = {j: -a for j, a in diff.items()}
         up[n_x + k] = -1.0
-        rows.append((up, -np.inf, -const))
+        rows.append((up, -np.inf, const))
         down = dict(diff)
         down[n_x + k] = -1.0
-        rows.append((down, -np.inf, const))
+        rows.append((down, -np.inf, -const))
 
     matrix = lil_matrix((len(rows), n_var))
     lower = np.empty(len(rows))

@@ -49,16 +49,21 @@ def feasible_targets(
     rules: RuleSet,
     policy: Policy,
     balancing: bool,
+    capacity: bool = True,
 ) -> Mask:
-    """Nodes that may take all of `vmids` (currently together on `source`) at once."""
+    """Nodes that may take all of `vmids` (currently together on `source`) at once.
+
+    `capacity=False` checks the rules alone, for callers that do their own capacity sums
+    (an exchange frees room on the target as it fills it)."""
     ok: Mask = state.eligible.copy()
     if source is not None:
         ok[source] = False
     _, cpu90, _, mem90, vcpus = state.unit_totals(vmids)
-    ok &= state.mem_p90 + mem90 <= state.mem_limit
-    ok &= state.vcpus + vcpus <= policy.cpu_overcommit * state.cpus
-    if balancing:
-        ok &= state.cpu_p90 + cpu90 <= policy.max_cpu_load * state.cpus
+    if capacity:
+        ok &= state.mem_p90 + mem90 <= state.mem_limit
+        ok &= state.vcpus + vcpus <= policy.cpu_overcommit * state.cpus
+        if balancing:
+            ok &= state.cpu_p90 + cpu90 <= policy.max_cpu_load * state.cpus
     for v in vmids:
         allowed = rules.allowed.get(v)
         if allowed is not None:

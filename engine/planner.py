@@ -14,6 +14,7 @@ plan never carries a move that undoes another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,6 +29,8 @@ from engine.state import State
 
 GIB = 1024**3
 SOURCES_PER_STEP = 8  # hottest nodes searched for a balancing move in each step
+SWAP_TARGETS = 4  # coolest nodes searched for an exchange when no single move pays
+REPAIR_ROUNDS = 3  # repair, balance, and again while balancing frees room for repairs
 
 
 @dataclass(frozen=True)
@@ -193,13 +196,22 @@ class _Planner:
     def run(self, balance: bool, repairs: bool = True) -> Plan:
         loads_before = self.state.loads()
         imbalance_before = self.state.imbalance()
-        self.repair_maintenance()
-        if repairs:
-            self.repair_restrictions()
-            self.repair_anti_affinity()
-            self.repair_affinity()
-        if balance:
-            self.balance()
+        for round_ in range(REPAIR_ROUNDS):
+            moves_before = self._move_count()
+            self.repair_maintenance()
+            if repairs:
+                self.repair_restrictions()
+                self.repair_anti_affinity()
+                self.repair_affinity()
+            if balance:
+                self.balance()
+            # a later repair or balancing may have made room for a repair that had none
+            waiting = [v for v, s in self.skips.items() if s.reason is Reason.NO_TARGET]
+            last = round_ == REPAIR_ROUNDS - 1
+            if not waiting or self._move_count() == moves_before or last:
+                break
+            for v in waiting:
+                del self.skips[v]
         moves = tuple(self.moves.values())
         skipped = tuple(self.skips[v] for v in sorted(self.skips))
         return Plan(
@@ -213,6 +225,10 @@ class _Planner:
             planner="greedy",
             note=self.note,
         )
+
+    def _move_count(self) -> tuple[int, int]:
+        """Changes so far: moves recorded and budget spent (re-targets spend nothing new)."""
+        return len(self.moves), sum(self.budget.per_node.values())
 
     def units(self) -> list[Unit]:
         """Movable units: whole affinity groups sitting together, and every other guest."""
@@ -230,6 +246,13 @@ class _Planner:
             if g.vmid not in grouped and g.vmid not in self.blocked and g.vmid in self.state.where:
                 out.append(Unit((g.vmid,)))
         return out
+
+    def unit_of(self, vmid: int) -> Unit | None:
+        """The unit `vmid` moves with, or None when it cannot move without breaking one."""
+        for unit in self.units():
+            if vmid in unit.vmids:
+                return unit
+        return None
 
     def _repair(self, unit: Unit, reason: Reason, detail: str) -> None:
         blocked = [v for v in unit.vmids if v in self.blocked]
@@ -249,11 +272,33 @@ class _Planner:
             if node in down:
                 self._repair(unit, Reason.MAINTENANCE, f"node {node} is in maintenance")
         for v, (_reason, detail) in self.blocked.items():
-            if self.node_of(v) in down:
+            if v in self.state.where and self.node_of(v) in down:
                 self.skips[v] = replace(
                     self.skips[v],
                     detail=f"{detail}; it stays on maintenance node {self.node_of(v)}",
                 )
+        self._explain_held_back(lambda v: self.node_of(v) in down, "must leave a maintenance node")
+
+    def _explain_held_back(self, breaks: Callable[[int], bool], what: str) -> None:
+        """Guests that break a rule but cannot move alone, because a member of their affinity
+        group cannot move: say so instead of leaving them unexplained."""
+        movable = {v for unit in self.units() for v in unit.vmids}
+        for v in sorted(self.state.where):
+            if v in movable or v in self.blocked or v in self.moves or not breaks(v):
+                continue
+            partners = [
+                p
+                for g in self.rules.groups_of_any([v])
+                if g.together and g.strict
+                for p in g.vmids
+                if p in self.blocked
+            ]
+            who = f"guest {partners[0]}" if partners else "a member"
+            self.skip(
+                v,
+                Reason.RULE_CONFLICT,
+                f"{what}, but it moves only with its affinity group and {who} cannot move",
+            )
 
     def repair_restrictions(self) -> None:
         for unit in self.units():
@@ -265,6 +310,9 @@ class _Planner:
                     allowed = ", ".join(sorted(self.rules.allowed[v]))
                     self._repair(unit, reason, f"{why} allows only {allowed}")
                     break
+        self._explain_held_back(
+            lambda v: not self.rules.may_run_on(v, self.node_of(v)), "breaks its node restriction"
+        )
         for v in sorted(self.blocked):
             if v in self.state.where and not self.rules.may_run_on(v, self.node_of(v)):
                 reason, detail = self.blocked[v]
@@ -279,12 +327,15 @@ class _Planner:
             self._spread(group)
 
     def _spread(self, group: Group) -> None:
+        stuck: set[int] = set()  # crowded nodes none of whose members can leave
         while True:
             by_node: dict[int, list[int]] = {}
             for v in group.vmids:
                 if v in self.state.where:
                     by_node.setdefault(self.state.where[v], []).append(v)
-            crowded = sorted(i for i, vs in by_node.items() if len(vs) > group.max_per_node)
+            crowded = sorted(
+                i for i, vs in by_node.items() if len(vs) > group.max_per_node and i not in stuck
+            )
             if not crowded:
                 return
             members = by_node[crowded[0]]
@@ -294,19 +345,25 @@ class _Planner:
             )
             node = self.state.names[crowded[0]]
             detail = f"{group.name} allows {group.max_per_node} per node; {node} has {len(members)}"
-            moved = False
+            # move the member whose move helps the balance most (net of its cost)
+            options: list[tuple[float, int, Unit, int]] = []
             for v in candidates:
-                target, _, _ = self.best_target(Unit((v,)), balancing=False)
-                if target is not None and self.apply(
-                    Unit((v,)), target, Reason.ANTI_AFFINITY, detail, 0.0
-                ):
+                unit = self.unit_of(v)
+                if unit is None:
+                    continue
+                target, value, _ = self.best_target(unit, balancing=False)
+                if target is not None:
+                    options.append((-(value - self.cost(unit.vmids)), v, unit, target))
+            moved = False
+            for _, _, unit, target in sorted(options, key=lambda o: (o[0], o[1])):
+                if self.apply(unit, target, Reason.ANTI_AFFINITY, detail, 0.0):
                     moved = True
                     break
             if not moved:
                 for v in members:
                     if v not in self.moves:
                         self.skip(v, Reason.NO_TARGET, f"{detail}, and no member can move")
-                return
+                stuck.add(crowded[0])
 
     def repair_affinity(self) -> None:
         for group in self.rules.groups:
@@ -331,6 +388,9 @@ class _Planner:
         best: tuple[float, float, int] | None = None
         for t in range(len(self.state.names)):
             if fixed and t not in fixed:
+                continue
+            name = self.state.names[t]
+            if not all(self.rules.may_run_on(v, name) for v in members):
                 continue
             off = [v for v in members if self.state.where[v] != t]
             ok = feasible_targets(off, None, self.state, self.rules, self.policy, balancing=False)
@@ -383,6 +443,8 @@ class _Planner:
                 found = self._best_from(source, by_source[source])
                 if found is not None and (best is None or found[0] > best[0]):
                     best = found
+            if (best is None or best[0] <= policy.margin) and self._try_swap(hot, imbalance):
+                continue
             if best is None:
                 full = [
                     self.state.names[i]
@@ -412,6 +474,115 @@ class _Planner:
                     self.note = f"stopped at the budget of {policy.max_moves} moves per run"
                     return
                 excluded.add(unit.vmids)
+
+    def _swappable(self, unit: Unit) -> bool:
+        """A lone guest not cooling down (one this plan already moves is simply re-targeted)."""
+        v = unit.vmids[0]
+        return len(unit.vmids) == 1 and (v in self.moves or self.budget.cooldown_left(v) == 0)
+
+    def _rule_fit(self, units: list[Unit], home: int, other: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per unit: may it go to `other` under its hard rules (judged before the exchange:
+        conservative for anti-affinity), and how much its soft rules mind (penalty there -
+        penalty here). Capacity is the caller's, since the exchange frees room as it fills."""
+        fits = np.zeros(len(units), dtype=bool)
+        mind = np.zeros(len(units))
+        for k, unit in enumerate(units):
+            vmids = list(unit.vmids)
+            ok = feasible_targets(
+                vmids, home, self.state, self.rules, self.policy, False, capacity=False
+            )
+            pen = penalties(vmids, self.state, self.rules, self.policy.soft_rule_penalty)
+            fits[k] = ok[other]
+            mind[k] = pen[other] - pen[home]
+        return fits, mind
+
+    def _try_swap(self, hot: list[int], imbalance: float) -> bool:
+        """When no single move pays, exchange a guest of the hottest node with a smaller one
+        of a cooler node, if the pair gains more than both moves' costs and margins."""
+        st, policy = self.state, self.policy
+        if not hot or self.budget.used + 2 > policy.max_moves:
+            return False
+        source = hot[0]
+        scores = st.scores()
+        eligible = np.flatnonzero(st.eligible)
+        mean = scores[eligible].mean()
+        cool = [
+            int(i)
+            for i in eligible[np.argsort(scores[eligible], kind="stable")]
+            if scores[i] < mean and i != source
+        ][:SWAP_TARGETS]
+        by_node: dict[int, list[Unit]] = {}
+        for unit in self.units():
+            if self._swappable(unit):
+                by_node.setdefault(st.where[unit.vmids[0]], []).append(unit)
+        mine = by_node.get(source, [])
+        room = self.budget.node_room(st.names, 2)
+        if not mine or not room[source]:
+            return False
+        best: tuple[float, Unit, Unit, int, float] | None = None
+        a = np.array([st.unit_totals(u.vmids) for u in mine])
+        cost_a = np.array([self.cost(u.vmids) for u in mine])
+        n_e = st.n_eligible
+        for t in cool:
+            theirs = by_node.get(t, [])
+            if not theirs or not room[t]:
+                continue
+            b = np.array([st.unit_totals(u.vmids) for u in theirs])
+            cost_b = np.array([self.cost(u.vmids) for u in theirs])
+
+            def share(tot: np.ndarray, node: int) -> np.ndarray:
+                out: np.ndarray = (
+                    st.w_cpu * tot[:, 0] / st.cpus[node] + st.w_mem * tot[:, 2] / st.memory[node]
+                )
+                return out
+
+            new_s = scores[source] - share(a, source)[:, None] + share(b, source)[None, :]
+            new_t = scores[t] + share(a, t)[:, None] - share(b, t)[None, :]
+            others = np.array([scores[i] for i in eligible if i not in (source, t)])
+            mean_after = (others.sum() + new_s + new_t) / n_e
+            sad = (
+                np.abs(others[None, None, :] - mean_after[:, :, None]).sum(axis=2)
+                + np.abs(new_s - mean_after)
+                + np.abs(new_t - mean_after)
+            )
+            after = sad / n_e
+            fit_a, mind_a = self._rule_fit(mine, source, t)
+            fit_b, mind_b = self._rule_fit(theirs, t, source)
+            value = (imbalance - after) * n_e - cost_a[:, None] - cost_b[None, :]
+            value = value - mind_a[:, None] - mind_b[None, :]
+            ok = fit_a[:, None] & fit_b[None, :]
+            ok &= new_t < scores[source]
+            ok &= st.mem_p90[t] + a[:, 3:4] - b[None, :, 3] <= st.mem_limit[t]
+            ok &= st.mem_p90[source] - a[:, 3:4] + b[None, :, 3] <= st.mem_limit[source]
+            ok &= st.vcpus[source] - a[:, 4:5] + b[None, :, 4] <= (
+                policy.cpu_overcommit * st.cpus[source]
+            )
+            ok &= st.vcpus[t] + a[:, 4:5] - b[None, :, 4] <= policy.cpu_overcommit * st.cpus[t]
+            ok &= st.cpu_p90[t] + a[:, 1:2] - b[None, :, 1] <= policy.max_cpu_load * st.cpus[t]
+            ok &= value > 2 * policy.margin
+            if not ok.any():
+                continue
+            masked = np.where(ok, value, -np.inf)
+            i, j = divmod(int(np.argmax(masked)), masked.shape[1])
+            if best is None or masked[i, j] > best[0]:
+                best = (float(masked[i, j]), mine[i], theirs[j], t, float(after[i, j]))
+        if best is None:
+            return False
+        value, out, back, t, after = best
+        detail = f"imbalance {imbalance:.1%} -> {after:.1%}, exchanged with guest {back.vmids[0]}"
+        gain = (imbalance - after) * n_e / 2
+        if not self.apply(out, t, Reason.BALANCE, detail, gain):
+            return False
+        back_detail = (
+            f"imbalance {imbalance:.1%} -> {after:.1%}, exchanged with guest {out.vmids[0]}"
+        )
+        self.apply(back, source, Reason.BALANCE, back_detail, gain)
+        partner, moved = back.vmids[0], out.vmids[0]
+        if partner not in self.moves and moved in self.moves:
+            # the partner went back home: no exchange is left, only this move
+            text = self.moves[moved].detail.replace(f", exchanged with guest {partner}", "")
+            self.moves[moved] = replace(self.moves[moved], detail=text)
+        return True
 
     def _best_from(self, source: int, units: list[Unit]) -> tuple[float, Unit, int, float] | None:
         """The best balancing move of any of `units` (all on `source`), evaluated together:

@@ -46,7 +46,7 @@ class Policy:
     margin: float = 0.005
     migration_cost_per_gib: float = 0.001
     local_disk_cost_factor: float = 0.25  # a GiB of local disk costs this many GiB of memory
-    soft_rule_penalty: float = 0.01  # imbalance a soft rule is worth, per breach
+    soft_rule_penalty: float = 0.05  # node load a soft rule is worth, per breach
     memory_reserve: int = 2 * GIB
     node_reserve: Mapping[str, int] = field(default_factory=dict)
     cpu_overcommit: float = 4.0  # max configured vCPUs per logical CPU
@@ -176,7 +176,7 @@ def _build(data: Mapping[str, Any], source: str) -> Policy:
             allowed = ", ".join(a.value for a in Automation)
             problems.append(f"automation: {data['automation']!r} is not one of {allowed}")
     weights = (out.get("cpu_weight", 0.5), out.get("memory_weight", 0.5))
-    if not problems and sum(weights) <= 0:
+    if sum(weights) <= 0:
         problems.append("cpu_weight, memory_weight: at least one weight must be above 0")
     if problems:
         raise PolicyError(source, problems)
@@ -207,23 +207,23 @@ def _pools(value: Any, problems: list[str]) -> dict[str, PoolPolicy]:
         if not isinstance(spec, Mapping):
             problems.append(f"{where}: expected a mapping with 'rule', got {spec!r}")
             continue
+        before = len(problems)
         for key in sorted(set(spec) - {"rule", "nodes", "strict"}):
             problems.append(f"{where}.{key}: unknown key; known keys are nodes, rule, strict")
+        rule: PoolRule | None = None
         try:
             rule = PoolRule(str(spec.get("rule")))
         except ValueError:
             problems.append(f"{where}.rule: {spec.get('rule')!r} is not one of {allowed}")
-            continue
         nodes = spec.get("nodes", [])
         if not isinstance(nodes, list | tuple) or not all(isinstance(n, str) for n in nodes):
             problems.append(f"{where}.nodes: expected a list of node names, got {nodes!r}")
-            continue
-        if rule is PoolRule.PIN and not nodes:
+            nodes = []
+        elif rule is PoolRule.PIN and not nodes:
             problems.append(f"{where}.nodes: a pin rule needs at least one node")
-            continue
         strict = spec.get("strict", True)
         if not isinstance(strict, bool):
             problems.append(f"{where}.strict: expected true or false, got {strict!r}")
-            continue
-        out[str(name)] = PoolPolicy(rule, tuple(nodes), strict)
+        if rule is not None and len(problems) == before:
+            out[str(name)] = PoolPolicy(rule, tuple(nodes), strict)
     return out

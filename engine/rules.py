@@ -87,25 +87,26 @@ def build_rules(snapshot: ClusterSnapshot, policy: Policy) -> RuleSet:
         if not members:
             continue
         if pp.rule is PoolRule.PIN:
+            valid = _known_nodes(rules, f"pool '{pool}' pin", members, pp.nodes, node_names)
             for vmid in members:
-                _restrict(
-                    rules,
-                    vmid,
-                    frozenset(n for n in pp.nodes if n in node_names),
-                    f"pool '{pool}' pin",
-                    soft_ok=not pp.strict,
-                )
-                if not pp.strict:
-                    rules.preferred.setdefault(vmid, {}).update({n: 1 for n in pp.nodes})
+                if not valid:
+                    continue
+                if pp.strict:
+                    _restrict(rules, vmid, frozenset(valid), f"pool '{pool}' pin")
+                else:
+                    rules.preferred.setdefault(vmid, {}).update({n: 1 for n in valid})
         else:
             together = pp.rule is PoolRule.AFFINITY
             kind = "affinity" if together else "anti-affinity"
             rules.groups.append(Group(f"pool {kind} '{pool}'", members, together, pp.strict))
 
     for nrule in sorted(snapshot.node_rules, key=lambda r: r.name):
-        nodes = {n: p for n, p in nrule.nodes if n in node_names}
-        for vmid in nrule.vmids:
-            if vmid not in known:
+        members = tuple(v for v in nrule.vmids if v in known)
+        listed = tuple(n for n, _ in nrule.nodes)
+        valid = _known_nodes(rules, f"HA node-affinity '{nrule.name}'", members, listed, node_names)
+        nodes = {n: p for n, p in nrule.nodes if n in valid}
+        for vmid in members:
+            if not nodes:
                 continue
             if nrule.strict:
                 _restrict(rules, vmid, frozenset(nodes), f"HA node-affinity '{nrule.name}'")
@@ -258,7 +259,45 @@ def _resolve_conflicts(
                 continue
             ag = Group(ag.name, members, False, True, ag.max_per_node)
         kept_apart.append(ag)
-    rules.groups = kept_together + kept_apart
+    rules.groups = _merge_overlapping(kept_together) + kept_apart
+
+
+def _known_nodes(
+    rules: RuleSet, what: str, vmids: tuple[int, ...], nodes: tuple[str, ...], known: set[str]
+) -> tuple[str, ...]:
+    """The listed nodes that exist; the others are reported and ignored."""
+    valid = tuple(n for n in nodes if n in known)
+    unknown = sorted(set(nodes) - known)
+    if unknown and vmids:
+        rules.conflicts.append(
+            Conflict(
+                "pin to unknown node",
+                vmids,
+                f"{what} names {', '.join(unknown)}, which is not a node",
+                "those nodes are ignored" + ("" if valid else "; the rule is not enforced"),
+            )
+        )
+    return valid
+
+
+def _merge_overlapping(groups: list[Group]) -> list[Group]:
+    """Affinity groups sharing a guest must all share one node: merge them into one."""
+    merged: list[Group] = []
+    for group in groups:
+        if not group.strict:
+            merged.append(group)
+            continue
+        members = set(group.vmids)
+        names = [group.name]
+        rest: list[Group] = []
+        for other in merged:
+            if other.strict and members.intersection(other.vmids):
+                members.update(other.vmids)
+                names.append(other.name)
+            else:
+                rest.append(other)
+        merged = [*rest, Group(" + ".join(sorted(names)), tuple(sorted(members)), True)]
+    return merged
 
 
 def _common_allowed(rules: RuleSet, vmids: tuple[int, ...], eligible: list[str]) -> set[str]:
