@@ -11,13 +11,16 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pvesim.clock import VirtualClock
 from pvesim.events import EventLog, Scheduler
-from pvesim.load import LoadSource, make_source
+from pvesim.load import LoadSource, SyntheticTable, make_source
 from pvesim.scenario import GuestSpec, HaResourceSpec, NodeSpec, ScenarioSpec, StorageSpec
 from pvesim.tasks import TaskRegistry
+
+if TYPE_CHECKING:
+    from pvesim.metrics import GuestTable, LiveView
 
 RRD_EXPIRY = 300.0  # PVE drops live RRD data of a silent node after 5 minutes
 _TAG_SPLIT = re.compile(r"[,; ]+")
@@ -130,6 +133,11 @@ class Cluster:
         self.state_version = 0
         self.migration_windows: list[MigrationWindow] = []
         self.response_cache: dict[tuple[Any, ...], bytes] = {}
+        self.live_view: LiveView | None = None  # the live figures of the latest refresh
+        self.guest_table: GuestTable | None = None  # all guests, for evaluating them at once
+        # what a guest's /cluster/resources entry takes from its spec alone (pvesim.render)
+        self.resource_bases: dict[int, tuple[dict[str, Any], int, int]] = {}
+        self.synthetic = SyntheticTable()  # every synthetic guest's load model, one row each
         self.fingerprint = ""  # the server certificate's, shown by GET /nodes
         start = spec.start
         self.nodes: dict[str, Node] = {
@@ -151,7 +159,7 @@ class Cluster:
                 tags=normalize_tags(g.tags),
                 lock=g.lock,
                 started_at=start - 3 * 86_400 - (g.vmid % 97) * 600 if running else 0.0,
-                load=make_source(g.load, spec.seed, g.vmid, start, traces_dir),
+                load=make_source(g.load, spec.seed, g.vmid, start, traces_dir, self.synthetic),
                 placements=[(float("-inf"), g.node)],
                 ha=res,
                 hastate=_initial_hastate(res, running),

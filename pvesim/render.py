@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
-from pvesim.cluster import RRD_EXPIRY, Cluster, Guest, Node
+from pvesim.cluster import Cluster, Guest, Node
 from pvesim.metrics import (
-    GuestSample,
-    guest_counters,
-    guest_running_at,
-    guest_sample,
-    node_sample,
-    refresh_instant,
+    live_node_sample,
+    live_view,
+    node_seen_at,
 )
 
 KERNEL = {"9.1": "6.17.2-1-pve", "8.4": "6.8.12-9-pve"}
 PVE_RELEASE = {"9.1": ("9.1.4", "5ac30304265fbd8e"), "8.4": ("8.4.1", "2a5fa54a8503f96d")}
 
 
-def node_seen_at(node: Node, now: float) -> float | None:
-    """The instant whose stats the cluster still shows for `node`, or None once expired."""
-    if node.online:
-        return refresh_instant(now)
-    # its last pvestatd broadcast: the stats it froze at, and what the 5 min expiry counts from
-    since = refresh_instant(node.offline_since if node.offline_since is not None else now)
-    return since if now - since < RRD_EXPIRY else None
-
-
-def node_resource(cluster: Cluster, node: Node, now: float, guests: list[Guest]) -> dict[str, Any]:
+def node_resource(cluster: Cluster, node: Node, now: float) -> dict[str, Any]:
     spec = node.spec
     entry: dict[str, Any] = {
         "id": f"node/{node.name}",
@@ -41,7 +30,7 @@ def node_resource(cluster: Cluster, node: Node, now: float, guests: list[Guest])
     if seen is not None:
         entry.update(maxcpu=spec.maxcpu, maxmem=spec.memory, maxdisk=spec.rootfs)
     if node.online and seen is not None:
-        s = node_sample(cluster, node, seen, guests)
+        s = live_node_sample(cluster, node, seen)
         entry.update(
             cpu=round(s.cpu, 6),
             mem=s.mem,
@@ -70,51 +59,61 @@ def guest_base(guest: Guest) -> dict[str, Any]:
     }
 
 
-def guest_stats(
-    cluster: Cluster, guest: Guest, now: float
-) -> tuple[str, GuestSample | None, float]:
-    """(status, sample or None, sample instant) honouring the node's state and the refresh."""
-    node = cluster.nodes[guest.node]
-    seen = node_seen_at(node, now)
-    if seen is None:
-        return "unknown", None, now
-    if guest.status != "running" or not guest_running_at(guest, seen):
-        return "stopped", None, seen
-    return "running", guest_sample(guest, seen), seen
-
-
 def guest_resource(cluster: Cluster, guest: Guest, now: float) -> dict[str, Any]:
-    spec = guest.spec
-    entry: dict[str, Any] = {"id": f"{spec.type}/{spec.vmid}", "type": spec.type}
-    entry.update(guest_base(guest))
-    entry["node"] = guest.node
-    status, sample, seen = guest_stats(cluster, guest, now)
-    entry["status"] = status
-    entry["template"] = 1 if spec.template else 0
-    if status != "unknown":
-        entry["uptime"] = int(seen - guest.started_at) if sample else 0
-        entry["disk"] = _lxc_disk(guest) if spec.type == "lxc" else 0
-    if sample is not None:
-        netin, netout, dread, dwrite = guest_counters(guest, seen)
-        entry.update(
-            cpu=round(sample.cpu, 6),
-            mem=sample.mem,
-            netin=netin,
-            netout=netout,
-            diskread=dread,
-            diskwrite=dwrite,
-        )
-        if cluster.version == "9.1":
-            entry["memhost"] = sample.memhost
-    if guest.tags:
-        entry["tags"] = guest.tags
-    if guest.lock:
-        entry["lock"] = guest.lock
-    if guest.hastate:
-        entry["hastate"] = guest.hastate
-    if spec.pool:
-        entry["pool"] = spec.pool
-    return entry
+    return guest_resources(cluster, [guest], now)[0]
+
+
+def guest_resources(cluster: Cluster, guests: Iterable[Guest], now: float) -> list[dict[str, Any]]:
+    """The /cluster/resources entries of `guests`, from one live view."""
+    view = live_view(cluster, now)
+    rows = view.guests
+    cpu, mem, memhost = view.cpu, view.mem, view.memhost
+    netin, netout, diskread, diskwrite = view.netin, view.netout, view.diskread, view.diskwrite
+    v9 = cluster.version == "9.1"
+    statics = cluster.resource_bases
+    out: list[dict[str, Any]] = []
+    for guest in guests:
+        spec = guest.spec
+        static = statics.get(spec.vmid)
+        if static is None:  # what follows from the spec alone (specs never change), built once
+            base = {"id": f"{spec.type}/{spec.vmid}", "type": spec.type, **guest_base(guest)}
+            disk = _lxc_disk(guest) if spec.type == "lxc" else 0
+            static = statics[spec.vmid] = (base, 1 if spec.template else 0, disk)
+        base, template, disk = static
+        status, seen, row = rows[spec.vmid]
+        entry: dict[str, Any]
+        if row >= 0:  # running: one dict display, the bulk of a big cluster
+            entry = {
+                **base,
+                "node": guest.node,
+                "status": status,
+                "template": template,
+                "uptime": int(seen - guest.started_at),
+                "disk": disk,
+                "cpu": round(cpu[row], 6),
+                "mem": mem[row],
+                "netin": netin[row],
+                "netout": netout[row],
+                "diskread": diskread[row],
+                "diskwrite": diskwrite[row],
+            }
+            if v9:
+                entry["memhost"] = memhost[row]
+        else:
+            entry = {**base, "node": guest.node, "status": status, "template": template}
+            if status != "unknown":
+                entry["uptime"] = 0
+                entry["disk"] = disk
+        if guest.tags:
+            entry["tags"] = guest.tags
+        if guest.lock:
+            entry["lock"] = guest.lock
+        if guest.hastate:
+            entry["hastate"] = guest.hastate
+        if spec.pool:
+            entry["pool"] = spec.pool
+        out.append(entry)
+    return out
 
 
 def _lxc_disk(guest: Guest) -> int:
@@ -124,7 +123,9 @@ def _lxc_disk(guest: Guest) -> int:
 def guest_list_entry(cluster: Cluster, guest: Guest, now: float) -> dict[str, Any]:
     """One item of GET /nodes/{node}/qemu or /lxc."""
     spec = guest.spec
-    status, sample, seen = guest_stats(cluster, guest, now)
+    view = live_view(cluster, now)
+    status, seen, _ = view.guests[guest.vmid]
+    sample = view.sample(guest.vmid)
     entry: dict[str, Any] = {
         "vmid": spec.vmid,
         "name": spec.name,
@@ -144,8 +145,12 @@ def guest_list_entry(cluster: Cluster, guest: Guest, now: float) -> dict[str, An
         entry["maxswap"] = 512 * 1024**2
         entry["swap"] = 0
     if sample is not None:
-        netin, netout, dread, dwrite = guest_counters(guest, seen)
-        entry.update(netin=netin, netout=netout, diskread=dread, diskwrite=dwrite)
+        entry.update(
+            netin=sample.netin,
+            netout=sample.netout,
+            diskread=sample.diskread,
+            diskwrite=sample.diskwrite,
+        )
         if cluster.version == "9.1":
             entry["memhost"] = sample.memhost
             entry.update(

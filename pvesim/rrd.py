@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from pvesim.cluster import Cluster, Guest, Node
-from pvesim.metrics import guest_rates, guest_running_at, guest_sample, node_sample
+from pvesim.metrics import guest_loads, guest_running_at, node_samples
 
 # timeframe -> (step seconds, rows)
 RESOLUTION: dict[str, dict[str, tuple[int, int]]] = {
@@ -55,11 +55,17 @@ def node_series(
     spec = node.spec
     v9 = cluster.version == "9.1"
     out: list[dict[str, Any]] = []
-    for start in starts:
-        points = [t for t in _instants(start, step) if t <= now and node.was_online(t)]
+    points_of = [
+        [t for t in _instants(start, step) if t <= now and node.was_online(t)] for start in starts
+    ]
+    # every instant of every bucket in one batch
+    flat = node_samples(cluster, node, [t for points in points_of for t in points])
+    done = 0
+    for start, points in zip(starts, points_of, strict=True):
         item: dict[str, Any] = {"time": start}
         if points:
-            samples = [node_sample(cluster, node, t) for t in points]
+            samples = flat[done : done + len(points)]
+            done += len(points)
             mem = _combine([float(s.mem) for s in samples], cf)
             item.update(
                 maxcpu=float(spec.maxcpu),
@@ -98,33 +104,43 @@ def guest_series(
     v9 = cluster.version == "9.1"
     maxdisk = float(sum(d.size for d in spec.disks))
     out: list[dict[str, Any]] = []
-    for start in starts:
-        points = [
+    points_of = [
+        [
             t
             for t in _instants(start, step)
             if t <= now
             and guest_running_at(guest, t)
             and cluster.nodes[guest.node_at(t)].was_online(t)
         ]
+        for start in starts
+    ]
+    # every instant of every bucket in one batch, as plain floats
+    flat = [t for points in points_of for t in points]
+    loads = guest_loads([guest] * len(flat), flat)
+    cpu, netin, netout = loads.cpu.tolist(), loads.netin.tolist(), loads.netout.tolist()
+    diskread, diskwrite = loads.diskread.tolist(), loads.diskwrite.tolist()
+    mem, memhost = loads.mem.astype(float).tolist(), loads.memhost.astype(float).tolist()
+    done = 0
+    for start, points in zip(starts, points_of, strict=True):
         item: dict[str, Any] = {"time": start}
         if points:
-            samples = [guest_sample(guest, t) for t in points]
-            rates = [guest_rates(guest, t) for t in points]
+            at = slice(done, done + len(points))
+            done += len(points)
             item.update(
                 maxcpu=float(spec.cores),
-                cpu=_combine([s.cpu for s in samples], cf),
+                cpu=_combine(cpu[at], cf),
                 maxmem=float(spec.memory),
-                mem=_combine([float(s.mem) for s in samples], cf),
+                mem=_combine(mem[at], cf),
                 maxdisk=maxdisk,
                 disk=maxdisk * 0.35 if spec.type == "lxc" else 0.0,
-                netin=_combine([r[0] for r in rates], cf),
-                netout=_combine([r[1] for r in rates], cf),
-                diskread=_combine([r[2] for r in rates], cf),
-                diskwrite=_combine([r[3] for r in rates], cf),
+                netin=_combine(netin[at], cf),
+                netout=_combine(netout[at], cf),
+                diskread=_combine(diskread[at], cf),
+                diskwrite=_combine(diskwrite[at], cf),
             )
             if v9:
                 item.update(
-                    memhost=_combine([float(s.memhost) for s in samples], cf),
+                    memhost=_combine(memhost[at], cf),
                     pressurecpusome=round(item["cpu"] * 2.0, 4),
                     pressurecpufull=round(item["cpu"] * 1.5, 4),
                     pressureiosome=0.0,

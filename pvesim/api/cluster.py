@@ -8,9 +8,9 @@ from typing import Any
 from pvesim.api import router
 from pvesim.api.params import ApiError, Param
 from pvesim.api.routing import Request
-from pvesim.cluster import Cluster, Guest
-from pvesim.metrics import refresh_instant
-from pvesim.render import guest_resource, node_resource
+from pvesim.cluster import Cluster
+from pvesim.metrics import cluster_table, refresh_instant
+from pvesim.render import guest_resources, node_resource
 
 
 class RawJson(bytes):
@@ -102,17 +102,12 @@ def _resources(
     c: Cluster, kind: str | None, privs: frozenset[str], now: float
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    by_node: dict[str, list[Guest]] = {n: [] for n in c.nodes}
-    for g in c.guests.values():
-        by_node[g.node].append(g)
     if kind in (None, "node") and "Sys.Audit" in privs:
-        out.extend(node_resource(c, n, now, by_node[n.name]) for n in c.nodes.values())
+        out.extend(node_resource(c, n, now) for n in c.nodes.values())
     if kind in (None, "vm") and "VM.Audit" in privs:
-        out.extend(
-            guest_resource(c, g, now) for g in sorted(c.guests.values(), key=lambda g: g.vmid)
-        )
+        out.extend(guest_resources(c, cluster_table(c).by_vmid, now))
     if kind in (None, "storage") and "Datastore.Audit" in privs:
-        used = _storage_usage(c)
+        used = cluster_table(c).disk_bytes  # a third of it is shown as used
         for node in c.nodes.values():
             for s in c.storages.values():
                 if not c.storage_on(s.name, node.name):
@@ -145,15 +140,6 @@ def _resources(
                 }
             )
     return out
-
-
-def _storage_usage(c: Cluster) -> dict[str, int]:
-    """Bytes of guest disks per storage, in one pass (a third of it is shown as used)."""
-    used: dict[str, int] = {}
-    for g in c.guests.values():
-        for d in g.spec.disks:
-            used[d.storage] = used.get(d.storage, 0) + d.size
-    return used
 
 
 @router.add("GET", "/cluster/options", privilege=("Sys.Audit", "/"))

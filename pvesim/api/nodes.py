@@ -8,7 +8,7 @@ from pvesim.api import router
 from pvesim.api.params import BOOL, CF, NODE, TIMEFRAME_8, TIMEFRAME_9, ApiError, Param, param_error
 from pvesim.api.routing import Reply, Request
 from pvesim.cluster import Node
-from pvesim.metrics import node_sample, refresh_instant
+from pvesim.metrics import live_node_sample, refresh_instant
 from pvesim.render import KERNEL, PVE_RELEASE, node_resource
 from pvesim.rrd import node_series
 from pvesim.tasks import Task, parse_upid
@@ -33,7 +33,7 @@ def nodes(req: Request) -> list[dict[str, Any]]:
     c = req.cluster
     out = []
     for node in c.nodes.values():
-        entry = node_resource(c, node, refresh_instant(req.now), c.guests_on(node.name))
+        entry = node_resource(c, node, refresh_instant(req.now))
         for key in ("cgroup-mode", "host-arch", "hastate"):
             entry.pop(key, None)
         if "Sys.Audit" not in req.identity.privileges:
@@ -57,8 +57,7 @@ def node_status(req: Request) -> dict[str, Any]:
     c = req.cluster
     node = node_of(req)
     spec = node.spec
-    t = refresh_instant(req.now)
-    s = node_sample(c, node, t, c.guests_on(node.name))
+    s = live_node_sample(c, node, req.now)
     kernel = KERNEL[c.version]
     full, repoid = PVE_RELEASE[c.version]
     available = spec.memory - s.mem

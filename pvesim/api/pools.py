@@ -8,7 +8,7 @@ from pvesim.api import router
 from pvesim.api.params import ApiError, Param
 from pvesim.api.routing import Request
 from pvesim.metrics import refresh_instant
-from pvesim.render import guest_resource
+from pvesim.render import guest_resources
 
 POOL_ID = Param("string")
 
@@ -34,11 +34,12 @@ def pools(req: Request) -> list[dict[str, Any]]:
 def _members(req: Request, poolid: str, kind: str | None) -> list[dict[str, Any]]:
     now = refresh_instant(req.now)
     c = req.cluster
-    return [
-        guest_resource(c, g, now)
+    members = [
+        g
         for g in sorted(c.guests.values(), key=lambda g: g.vmid)
         if g.spec.pool == poolid and (kind is None or g.kind == kind)
     ]
+    return guest_resources(c, members, now)
 
 
 @router.add(
