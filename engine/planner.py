@@ -30,6 +30,7 @@ from engine.state import State
 GIB = 1024**3
 SOURCES_PER_STEP = 8  # hottest nodes searched for a balancing move in each step
 SWAP_TARGETS = 4  # coolest nodes searched for an exchange when no single move pays
+CHAIN_FIRSTS = 16  # first moves tried when looking one move ahead
 REPAIR_ROUNDS = 3  # repair, balance, and again while balancing frees room for repairs
 
 
@@ -435,16 +436,27 @@ class _Planner:
             ][:SOURCES_PER_STEP]
             best: tuple[float, Unit, int, float] | None = None
             by_source: dict[int, list[Unit]] = {s: [] for s in hot}
+            # once the run's budget is spent, moves already in the plan may still be
+            # re-targeted: that costs no new migration
+            spent = self.budget.used >= policy.max_moves
             for unit in self.units():
                 source = self.state.where[unit.vmids[0]]
+                if spent and not all(v in self.moves for v in unit.vmids):
+                    continue
                 if source in by_source and unit.vmids not in excluded:
                     by_source[source].append(unit)
             for source in hot:
-                found = self._best_from(source, by_source[source])
-                if found is not None and (best is None or found[0] > best[0]):
-                    best = found
-            if (best is None or best[0] <= policy.margin) and self._try_swap(hot, imbalance):
+                for found in self._best_from(source, by_source[source]):
+                    if best is None or found[0] > best[0]:
+                        best = found
+            stuck = best is None or best[0] <= policy.margin
+            if stuck and (
+                self._try_swap(hot, imbalance) or self._try_chain(hot, by_source, imbalance)
+            ):
                 continue
+            if best is None and spent:
+                self.note = f"stopped at the budget of {policy.max_moves} moves per run"
+                return
             if best is None:
                 full = [
                     self.state.names[i]
@@ -470,9 +482,6 @@ class _Planner:
             detail = f"imbalance {imbalance:.1%} -> {after:.1%}"
             gain = (imbalance - after) * self.state.n_eligible
             if not self.apply(unit, target, Reason.BALANCE, detail, gain):
-                if self.budget.used >= policy.max_moves:
-                    self.note = f"stopped at the budget of {policy.max_moves} moves per run"
-                    return
                 excluded.add(unit.vmids)
 
     def _swappable(self, unit: Unit) -> bool:
@@ -584,11 +593,62 @@ class _Planner:
             self.moves[moved] = replace(self.moves[moved], detail=text)
         return True
 
-    def _best_from(self, source: int, units: list[Unit]) -> tuple[float, Unit, int, float] | None:
-        """The best balancing move of any of `units` (all on `source`), evaluated together:
+    def _try_chain(
+        self, hot: list[int], by_source: dict[int, list[Unit]], imbalance: float
+    ) -> bool:
+        """When no single move pays, look one move ahead: a move that gains little (or even
+        costs) may open a second one, and the pair may pay for both."""
+        policy, st = self.policy, self.state
+        if self.budget.used + 2 > policy.max_moves:
+            return False
+        firsts = sorted(
+            (c for s in hot for c in self._best_from(s, by_source[s], top=CHAIN_FIRSTS)),
+            key=lambda c: (-c[0], c[1].vmids),
+        )[:CHAIN_FIRSTS]
+        best: tuple[float, Unit, int, Unit, int] | None = None
+        for value, unit, target, _ in firsts:
+            homes = {v: st.where[v] for v in unit.vmids}
+            st.move(unit.vmids, target)
+            scores = st.scores()
+            eligible = np.flatnonzero(st.eligible)
+            mean = scores[eligible].mean()
+            hot2 = [
+                int(i)
+                for i in eligible[np.argsort(-scores[eligible], kind="stable")]
+                if scores[i] > mean
+            ][:SOURCES_PER_STEP]
+            nexts: dict[int, list[Unit]] = {s: [] for s in hot2}
+            for u in self.units():
+                s = st.where[u.vmids[0]]
+                if s in nexts and u.vmids != unit.vmids:
+                    nexts[s].append(u)
+            for s in hot2:
+                for value2, unit2, target2, _ in self._best_from(s, nexts[s]):
+                    total = value + value2
+                    if total > 2 * policy.margin and (best is None or total > best[0]):
+                        best = (total, unit, target, unit2, target2)
+            for v, h in homes.items():
+                st.move([v], h)
+        if best is None:
+            return False
+        total, unit, target, unit2, target2 = best
+        home = st.where[unit.vmids[0]]
+        after = imbalance - total / st.n_eligible
+        detail = f"imbalance {imbalance:.1%} -> about {after:.1%} with the move after it"
+        if not self.apply(unit, target, Reason.BALANCE, detail, total / 2):
+            return False
+        if not self.apply(unit2, target2, Reason.BALANCE, detail, total / 2):
+            self.apply(unit, home, Reason.BALANCE, "undone", 0.0)  # back home: dropped
+            return False
+        return True
+
+    def _best_from(
+        self, source: int, units: list[Unit], top: int = 1
+    ) -> list[tuple[float, Unit, int, float]]:
+        """The `top` best balancing moves of `units` (all on `source`), evaluated together:
         one array operation per source instead of one per guest."""
         if not units:
-            return None
+            return []
         st = self.state
         eligible = st.eligible
         n_e = st.n_eligible
@@ -630,11 +690,14 @@ class _Planner:
                 pen = penalties(vmids, st, self.rules, self.policy.soft_rule_penalty)
                 value[k] -= pen - pen[source]
         if not ok.any():
-            return None
-        rank = np.where(ok, np.round(value, 9) - 1e-3 * var, -np.inf)
-        flat = int(np.argmax(rank))
-        row, col = divmod(flat, rank.shape[1])
-        return float(value[row, col]), units[row], col, float(after[row, col])
+            return []
+        rank = np.where(ok, np.round(value, 9) - 1e-3 * var, -np.inf).ravel()
+        picks = np.argsort(-rank, kind="stable")[: min(top, int(ok.sum()))]
+        width = ok.shape[1]
+        return [
+            (float(value.flat[i]), units[int(i) // width], int(i) % width, float(after.flat[i]))
+            for i in picks
+        ]
 
 
 def _describe(unit: Unit) -> str:
