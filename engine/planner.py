@@ -447,9 +447,9 @@ class _Planner:
                     by_source[source].append(unit)
             for source in hot:
                 for found in self._best_from(source, by_source[source]):
-                    if best is None or found[0] > best[0]:
+                    if best is None or self._per_move(found) > self._per_move(best):
                         best = found
-            stuck = best is None or best[0] <= policy.margin
+            stuck = best is None or best[0] <= 0
             if stuck and (
                 self._try_swap(hot, imbalance) or self._try_chain(hot, by_source, imbalance)
             ):
@@ -471,12 +471,12 @@ class _Planner:
                 else:
                     self.note = "no balancing move keeps every rule and leaves its target cooler"
                 return
-            value, unit, target, after = best
-            if value <= policy.margin:
+            net, unit, target, after = best
+            if net <= 0:
                 self.note = (
                     f"no move gains more than its cost plus the margin ({policy.margin:.1%}); "
                     f"best was {_describe(unit)} to {self.state.names[target]} "
-                    f"(net {value:.2%})"
+                    f"(net {net:.2%})"
                 )
                 return
             detail = f"imbalance {imbalance:.1%} -> {after:.1%}"
@@ -593,6 +593,11 @@ class _Planner:
             self.moves[moved] = replace(self.moves[moved], detail=text)
         return True
 
+    def _per_move(self, candidate: tuple[float, Unit, int, float]) -> float:
+        """A candidate's net gain per migration it adds to the plan."""
+        new = sum(1 for v in candidate[1].vmids if v not in self.moves)
+        return candidate[0] / max(new, 1)
+
     def _try_chain(
         self, hot: list[int], by_source: dict[int, list[Unit]], imbalance: float
     ) -> bool:
@@ -625,7 +630,7 @@ class _Planner:
             for s in hot2:
                 for value2, unit2, target2, _ in self._best_from(s, nexts[s]):
                     total = value + value2
-                    if total > 2 * policy.margin and (best is None or total > best[0]):
+                    if total > 0 and (best is None or total > best[0]):
                         best = (total, unit, target, unit2, target2)
             for v, h in homes.items():
                 st.move([v], h)
@@ -668,7 +673,14 @@ class _Planner:
         after = sad / n_e
         var = sq / n_e
         costs = np.array([self.cost(u.vmids) for u in units])
-        value = (st.imbalance() - after) * n_e - costs[:, None]
+        # net of cost and of the margin each migration must pay, so a unit of k guests
+        # competes per move spent: under a move budget that is what counts
+        moves = np.array(
+            [max(sum(1 for v in u.vmids if v not in self.moves), 1) for u in units], dtype=float
+        )
+        value = (
+            (st.imbalance() - after) * n_e - costs[:, None] - self.policy.margin * moves[:, None]
+        )
 
         ok = np.tile(eligible, (len(units), 1))
         ok[:, source] = False
@@ -691,7 +703,7 @@ class _Planner:
                 value[k] -= pen - pen[source]
         if not ok.any():
             return []
-        rank = np.where(ok, np.round(value, 9) - 1e-3 * var, -np.inf).ravel()
+        rank = np.where(ok, np.round(value / moves[:, None], 9) - 1e-3 * var, -np.inf).ravel()
         picks = np.argsort(-rank, kind="stable")[: min(top, int(ok.sum()))]
         width = ok.shape[1]
         return [
