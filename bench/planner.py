@@ -23,7 +23,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ sys.path.insert(0, str(_HERE.parent))
 import engine  # noqa: E402
 from bench.baseline import plan_baseline  # noqa: E402
 from bench.clusters import BENCH_POLICY, Case, cases, generate_large  # noqa: E402
+from bench.machine import machine_rows  # noqa: E402
 from bench.violations import (  # noqa: E402
     Move,
     Violation,
@@ -191,27 +191,13 @@ def status(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine() -> list[tuple[str, str]]:
     import numpy
     import scipy
 
     return [
-        ("nproc", str(os.cpu_count())),
-        ("cpu", cpu_model()),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
+        *machine_rows(),
         ("numpy / scipy", f"{numpy.__version__} / {scipy.__version__}"),
-        ("platform", platform.platform()),
         ("engine", engine_version()),
     ]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -34,6 +33,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from proxmoxer import ProxmoxAPI  # noqa: E402
 
+from bench.machine import machine_rows  # noqa: E402
 from pvesim import SimConfig, Simulator  # noqa: E402
 from pvesim.scenario import generate_large  # noqa: E402
 
@@ -184,24 +184,8 @@ def measure_throughput(
 
 
 # -- 3. machine ---------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine() -> list[tuple[str, str]]:
-    return [
-        ("nproc", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?")),
-        ("cpu", cpu_model()),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("platform", platform.platform()),
-    ]
+    return machine_rows()
 
 
 # -- output -------------------------------------------------------------------------------------

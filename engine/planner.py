@@ -426,14 +426,7 @@ class _Planner:
                     f"{policy.target_imbalance:.1%}"
                 )
                 return
-            scores = self.state.scores()
-            eligible = np.flatnonzero(self.state.eligible)
-            mean = scores[eligible].mean()
-            hot = [
-                int(i)
-                for i in eligible[np.argsort(-scores[eligible], kind="stable")]
-                if scores[i] > mean
-            ][:SOURCES_PER_STEP]
+            hot = self._hot_nodes()
             best: tuple[float, Unit, int, float] | None = None
             by_source: dict[int, list[Unit]] = {s: [] for s in hot}
             # once the run's budget is spent, moves already in the plan may still be
@@ -593,6 +586,14 @@ class _Planner:
             self.moves[moved] = replace(self.moves[moved], detail=text)
         return True
 
+    def _hot_nodes(self) -> list[int]:
+        """The hottest nodes above the mean load, hottest first: where moves start from."""
+        scores = self.state.scores()
+        eligible = np.flatnonzero(self.state.eligible)
+        mean = scores[eligible].mean()
+        order = eligible[np.argsort(-scores[eligible], kind="stable")]
+        return [int(i) for i in order if scores[i] > mean][:SOURCES_PER_STEP]
+
     def _per_move(self, candidate: tuple[float, Unit, int, float]) -> float:
         """A candidate's net gain per migration it adds to the plan."""
         new = sum(1 for v in candidate[1].vmids if v not in self.moves)
@@ -614,14 +615,7 @@ class _Planner:
         for value, unit, target, _ in firsts:
             homes = {v: st.where[v] for v in unit.vmids}
             st.move(unit.vmids, target)
-            scores = st.scores()
-            eligible = np.flatnonzero(st.eligible)
-            mean = scores[eligible].mean()
-            hot2 = [
-                int(i)
-                for i in eligible[np.argsort(-scores[eligible], kind="stable")]
-                if scores[i] > mean
-            ][:SOURCES_PER_STEP]
+            hot2 = self._hot_nodes()
             nexts: dict[int, list[Unit]] = {s: [] for s in hot2}
             for u in self.units():
                 s = st.where[u.vmids[0]]
