@@ -18,7 +18,8 @@ from scipy.sparse import lil_matrix
 from engine.filters import penalties
 from engine.model import ClusterSnapshot
 from engine.plan import Move, Plan, Reason
-from engine.planner import Unit, _move, _Planner, plan
+from engine.planner import Planner, plan
+from engine.planning import Unit, make_move
 from engine.policy import Policy
 from engine.rules import build_rules
 from engine.state import State
@@ -34,7 +35,7 @@ class _Column:
 
 def plan_exact(snapshot: ClusterSnapshot, policy: Policy, time_limit: float = 10.0) -> Plan:
     rules = build_rules(snapshot, policy)
-    base = _Planner(snapshot, policy, rules)
+    base = Planner(snapshot, policy, rules)
     state = base.state
     n_nodes = len(state.names)
     units = _units(base)
@@ -191,7 +192,7 @@ class _Static:
             self.vcpus[t] += vcpu
 
 
-def _units(base: _Planner) -> list[Unit]:
+def _units(base: Planner) -> list[Unit]:
     """Everything that may move: whole strict affinity groups (even if split) and singles."""
     grouped: set[int] = set()
     out: list[Unit] = []
@@ -214,7 +215,7 @@ def _units(base: _Planner) -> list[Unit]:
     return out
 
 
-def _allowed_nodes(base: _Planner, unit: Unit, homes: list[int]) -> list[int]:
+def _allowed_nodes(base: Planner, unit: Unit, homes: list[int]) -> list[int]:
     state, rules = base.state, base.rules
     out = []
     for t, name in enumerate(state.names):
@@ -227,7 +228,7 @@ def _allowed_nodes(base: _Planner, unit: Unit, homes: list[int]) -> list[int]:
     return out
 
 
-def _to_plan(base: _Planner, units: list[Unit], chosen: dict[int, int], note: str) -> Plan:
+def _to_plan(base: Planner, units: list[Unit], chosen: dict[int, int], note: str) -> Plan:
     state, rules = base.state, base.rules
     loads_before = state.loads()
     imbalance_before = state.imbalance()
@@ -247,7 +248,7 @@ def _to_plan(base: _Planner, units: list[Unit], chosen: dict[int, int], note: st
             reason, detail = _reason(base, v, source, split, unit, crowded)
             g = base.guests[v]
             moves.append(
-                _move(
+                make_move(
                     g,
                     source,
                     state.names[target],
@@ -275,7 +276,7 @@ def _to_plan(base: _Planner, units: list[Unit], chosen: dict[int, int], note: st
     )
 
 
-def _crowded_members(base: _Planner) -> set[int]:
+def _crowded_members(base: Planner) -> set[int]:
     out: set[int] = set()
     for group in base.rules.groups:
         if group.together or not group.strict:
@@ -291,7 +292,7 @@ def _crowded_members(base: _Planner) -> set[int]:
 
 
 def _reason(
-    base: _Planner, vmid: int, source: str, split: bool, unit: Unit, crowded: set[int]
+    base: Planner, vmid: int, source: str, split: bool, unit: Unit, crowded: set[int]
 ) -> tuple[Reason, str]:
     rules = base.rules
     if source in rules.maintenance:
