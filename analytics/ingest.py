@@ -1,0 +1,84 @@
+"""Frames on their way into the store: required columns, time convention, scrubbed JSON.
+
+Each table's primary key (what makes appends idempotent), required columns, time columns and
+JSON columns. Time columns may arrive as datetimes (naive = UTC, aware = converted) or epoch
+seconds and leave as naive UTC. JSON columns arrive as JSON strings and leave with every
+secret-looking key's value replaced, so tokens and passwords never reach the file. Extra
+columns of a frame are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class _Table:
+    key: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    times: tuple[str, ...] = ()
+    jsons: tuple[str, ...] = ()
+
+
+TABLES: dict[str, _Table] = {
+    "node_samples": _Table(("node", "ts"), times=("ts",)),
+    "guest_samples": _Table(("vmid", "ts"), ("node", "kind"), ("ts",)),
+    "runs": _Table(("run_id",), ("flow",), ("started", "finished"), ("parameters",)),
+    "plans": _Table(("plan_id",), ("created",), ("created",), ("moves", "skips")),
+    "migrations": _Table(("id",), ("vmid", "source", "target"), ("started", "finished")),
+    "models": _Table(("model_id",), ("created", "path"), ("created",), ("metadata",)),
+    "rules_seen": _Table(("ts", "kind", "name"), (), ("ts",), ("members",)),
+}
+
+_SECRET = re.compile(r"pass(word)?|secret|token|ticket|csrf|api[-_]?key|private|credential", re.I)
+REDACTED = "<redacted>"
+
+
+def scrub(value: Any) -> Any:
+    """Replace the value of every key that looks like a secret, at any depth."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _SECRET.search(str(k)) else scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """JSON for a store column, with secrets scrubbed (use it to build JSON columns)."""
+    return json.dumps(scrub(value), default=str, sort_keys=True)
+
+
+class ArrowStream:
+    """Hands DuckDB a frame through the Arrow C stream, so no pyarrow is needed."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self._frame = frame
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        return self._frame.__arrow_c_stream__(requested_schema)
+
+
+def normalise(table: str, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    spec = TABLES[table]
+    missing = [c for c in (*spec.key, *spec.required) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{table}: frame lacks required column(s) {missing}")
+    frame = frame.select([c for c in columns if c in frame.columns])
+    fixes: list[pl.Expr] = []
+    for col in spec.times:
+        if col not in frame.columns:
+            continue
+        dtype = frame.schema[col]
+        if dtype.is_numeric():
+            fixes.append(pl.from_epoch(pl.col(col).cast(pl.Int64), time_unit="s").alias(col))
+        elif isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            fixes.append(pl.col(col).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    for col in spec.jsons:
+        if col in frame.columns:
+            fixes.append(pl.col(col).map_elements(lambda s: to_json(json.loads(s)), pl.String))
+    return frame.with_columns(fixes) if fixes else frame

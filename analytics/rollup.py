@@ -1,0 +1,98 @@
+"""Roll-ups (raw → 5-minute → hourly) and retention, idempotent.
+
+Rule: a bucket is recomputed from the finer table while all of its finer rows are still kept,
+and is frozen once they expire. Deletion cutoffs are aligned to whole hours, so a bucket is
+either wholly kept or wholly deleted, and recomputing a kept bucket is exact. Buckets older
+than the finer table's cutoff are only inserted if missing (a late re-ingest of expired raw
+samples cannot overwrite a complete aggregate with a partial one). Running :func:`maintain`
+twice with the same ``now`` therefore changes nothing.
+
+Hourly rows come from the 5-minute rows: ``n`` adds up, ``*_mean`` is the ``n``-weighted mean of
+the 5-minute means (equal to the mean of the raw samples), ``*_max`` is the max of maxes. A
+guest's ``node`` is the node of its latest sample in the bucket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+
+from analytics.schema import utc_naive
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each resolution is kept (cutoffs are aligned down to the hour)."""
+
+    raw: timedelta = timedelta(days=7)
+    five_min: timedelta = timedelta(days=90)
+    hourly: timedelta = timedelta(days=5 * 365)
+
+    def __post_init__(self) -> None:
+        if not timedelta(0) < self.raw <= self.five_min <= self.hourly:
+            raise ValueError(f"retention must satisfy 0 < raw <= five_min <= hourly, got {self!r}")
+
+
+_AGG_COLS = ("n", "cpu_mean", "cpu_max", "mem_mean", "mem_max")
+
+_FROM_RAW = """
+SELECT {key}, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket,{node}
+       count(*) AS n, avg(cpu) AS cpu_mean, max(cpu) AS cpu_max,
+       avg(mem) AS mem_mean, max(mem) AS mem_max
+FROM {entity}_samples WHERE ts {cmp} $cutoff GROUP BY ALL
+"""
+
+_FROM_5M = """
+SELECT {key}, date_trunc('hour', bucket) AS bucket,{node}
+       sum(n) AS n, sum(cpu_mean * n) / sum(n) AS cpu_mean, max(cpu_max) AS cpu_max,
+       sum(mem_mean * n) / sum(n) AS mem_mean, max(mem_max) AS mem_max
+FROM {entity}_samples_5m WHERE bucket {cmp} $cutoff GROUP BY ALL
+"""
+
+
+def _roll(
+    con: duckdb.DuckDBPyConnection, entity: str, source: str, target: str, cutoff: datetime
+) -> None:
+    key = "node" if entity == "node" else "vmid"
+    cols = [key, "bucket", *(["node"] if entity == "guest" else []), *_AGG_COLS]
+    node = ""
+    if entity == "guest":
+        node = (
+            " arg_max(node, ts) AS node," if source == "raw" else " arg_max(node, bucket) AS node,"
+        )
+    select = _FROM_RAW if source == "raw" else _FROM_5M
+    update = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
+    for cmp, conflict in ((">=", f"DO UPDATE SET {update}"), ("<", "DO NOTHING")):
+        query = select.format(key=key, node=node, entity=entity, cmp=cmp)
+        con.execute(
+            f"INSERT INTO {entity}_samples_{target} ({', '.join(cols)}) {query} "
+            f"ON CONFLICT ({key}, bucket) {conflict}",
+            {"cutoff": cutoff},
+        )
+
+
+def _delete(con: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime) -> int:
+    row = con.execute(f"DELETE FROM {table} WHERE {column} < ?", [cutoff]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def maintain(
+    con: duckdb.DuckDBPyConnection, now: datetime, retention: Retention | None = None
+) -> dict[str, int]:
+    """Roll raw rows up into 5-min and hourly tables, then expire old rows.
+
+    Runs on the caller's connection (inside its transaction); returns rows deleted per table.
+    """
+    keep = retention or Retention()
+    hour = utc_naive(now).replace(minute=0, second=0, microsecond=0)
+    raw_cut, m5_cut, h_cut = hour - keep.raw, hour - keep.five_min, hour - keep.hourly
+    deleted: dict[str, int] = {}
+    for entity in ("node", "guest"):
+        _roll(con, entity, "raw", "5m", raw_cut)
+        _roll(con, entity, "5m", "1h", m5_cut)
+        deleted[f"{entity}_samples"] = _delete(con, f"{entity}_samples", "ts", raw_cut)
+        deleted[f"{entity}_samples_5m"] = _delete(con, f"{entity}_samples_5m", "bucket", m5_cut)
+        deleted[f"{entity}_samples_1h"] = _delete(con, f"{entity}_samples_1h", "bucket", h_cut)
+    return deleted

@@ -1,0 +1,384 @@
+"""The DuckDB history store: migrations, idempotent appends, roll-ups, retention, locking."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from analytics.connect import Backoff
+from analytics.schema import LATEST, MIGRATIONS, migrate
+from analytics.store import (
+    Retention,
+    SchemaTooNewError,
+    Store,
+    StoreLockedError,
+    read_frame,
+    to_json,
+)
+
+T0 = datetime(2026, 2, 15)
+
+
+def count(path: Path, table: str) -> int:
+    return int(read_frame(path, f"SELECT count(*) AS n FROM {table}")["n"][0])
+
+
+def guest_frame(vmid: int, start: datetime, minutes: int) -> pl.DataFrame:
+    """One sample a minute; cpu = minute-of-hour / 100, mem = 1000 * hour-of-day + minute."""
+    ts = pl.datetime_range(
+        start, start + timedelta(minutes=minutes - 1), "1m", eager=True, time_unit="us"
+    )
+    minute = ts.dt.minute().cast(pl.Int64)
+    return pl.DataFrame(
+        {
+            "vmid": vmid,
+            "ts": ts,
+            "node": pl.Series(["pve1" if m < 30 else "pve2" for m in minute]),
+            "kind": "qemu",
+            "cpu": minute / 100,
+            "cpus": 2,
+            "mem": ts.dt.hour().cast(pl.Int64) * 1000 + minute,
+            "maxmem": 1 << 30,
+            "netin": 0,
+        }
+    )
+
+
+def node_frame(start: datetime, minutes: int) -> pl.DataFrame:
+    g = guest_frame(0, start, minutes)
+    return g.select("ts", "cpu", "mem", node=pl.lit("pve1"), maxcpu=pl.lit(8), maxmem=pl.lit(64))
+
+
+# --- migrations ------------------------------------------------------------------------------
+
+
+def test_migrations_apply_once_and_reopening_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "h.duckdb"
+    with duckdb.connect(str(path)) as con:
+        assert migrate(con) == [m.version for m in MIGRATIONS]
+        assert migrate(con) == []
+    assert Store(path).migrate() == LATEST
+    assert Store(path).migrate() == LATEST
+    versions = read_frame(path, "SELECT version FROM schema_version ORDER BY version")
+    assert versions["version"].to_list() == [m.version for m in MIGRATIONS]
+
+
+def test_a_file_from_a_newer_schema_version_is_refused_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.duckdb"
+    Store(path).migrate()
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO schema_version VALUES (?, 'from the future', now())", [LATEST + 1])
+    with pytest.raises(SchemaTooNewError, match=rf"version {LATEST + 1}.*newer proxflow"):
+        Store(path).migrate()
+    with pytest.raises(SchemaTooNewError, match="Upgrade proxflow"):
+        Store(path).schema_version()
+
+
+# --- idempotent appends ----------------------------------------------------------------------
+
+
+def test_re_ingesting_the_same_frame_leaves_the_row_count_unchanged(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    frame = guest_frame(100, T0, 10)
+    assert store.append_guest_samples(frame) == 10
+    assert store.append_guest_samples(frame) == 0
+    assert count(store.path, "guest_samples") == 10
+    nodes = node_frame(T0, 10)
+    assert store.append_node_samples(nodes) == 10
+    assert store.append_node_samples(nodes) == 0
+    assert count(store.path, "node_samples") == 10
+
+
+def test_overlapping_frames_add_only_the_new_rows(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    assert store.append_guest_samples(guest_frame(100, T0, 10)) == 10
+    # minutes 5..14 overlap 5..9 with the first frame: 5 new rows
+    assert store.append_guest_samples(guest_frame(100, T0 + timedelta(minutes=5), 10)) == 5
+    assert count(store.path, "guest_samples") == 15
+
+
+def test_a_writer_that_fails_commits_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    with pytest.raises(RuntimeError, match="boom"), store.writer() as con:
+        con.execute("INSERT INTO runs (run_id, flow) VALUES ('r1', 'balance')")
+        raise RuntimeError("boom")
+    assert count(store.path, "runs") == 0
+
+
+def test_a_frame_without_its_key_columns_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"guest_samples: frame lacks .*'kind'"):
+        Store(tmp_path / "h.duckdb").append_guest_samples(guest_frame(100, T0, 1).drop("kind"))
+
+
+def test_epoch_seconds_and_aware_datetimes_land_as_naive_utc(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    epoch = int(T0.replace(tzinfo=UTC).timestamp())
+    store.append_node_samples(node_frame(T0, 1).with_columns(ts=pl.lit(epoch)))
+    aware = node_frame(T0, 1).with_columns(
+        pl.col("ts").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Vienna")
+    )
+    assert store.append_node_samples(aware) == 0  # same instant, so already there
+    assert store.node_window(T0, T0 + timedelta(minutes=1))["ts"].to_list() == [T0]
+
+
+def test_json_payloads_never_keep_secrets(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    params = {"dry_run": True, "pve": {"token_secret": "s3cret", "password": "pw"}}
+    store.upsert(
+        "runs",
+        pl.DataFrame({"run_id": ["r1"], "flow": ["balance"], "parameters": [json.dumps(params)]}),
+    )
+    store.upsert(
+        "runs", pl.DataFrame({"run_id": ["r1"], "flow": ["balance"], "status": ["COMPLETED"]})
+    )
+    row = read_frame(store.path, "SELECT * FROM runs").row(0, named=True)
+    assert row["status"] == "COMPLETED"
+    assert "s3cret" not in row["parameters"] and "pw" not in row["parameters"]
+    assert json.loads(row["parameters"])["dry_run"] is True
+    assert "s3cret" not in to_json({"api_key": "s3cret"})
+
+
+def test_readers_select_by_window_and_entity_and_find_the_latest_sample(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    store.append_guest_samples(pl.concat([guest_frame(100, T0, 10), guest_frame(101, T0, 5)]))
+    window = store.guest_window(T0 + timedelta(minutes=2), T0 + timedelta(minutes=4), vmids=[101])
+    # half-open [00:02, 00:04): minutes 2 and 3 of vmid 101 only
+    assert window.select("vmid", "ts").rows() == [
+        (101, T0 + timedelta(minutes=2)),
+        (101, T0 + timedelta(minutes=3)),
+    ]
+    latest = store.latest_guest_samples()
+    assert latest.select("vmid", "ts").rows() == [
+        (100, T0 + timedelta(minutes=9)),
+        (101, T0 + timedelta(minutes=4)),
+    ]
+    assert store.node_window(T0, T0 + timedelta(days=1)).is_empty()
+
+
+# --- roll-ups and retention ------------------------------------------------------------------
+
+NOW = datetime(2026, 3, 1, 0, 30)  # hour-aligned cutoffs are counted from 2026-03-01 00:00
+KEEP = Retention(raw=timedelta(days=1), five_min=timedelta(days=3), hourly=timedelta(days=10))
+# cutoffs: raw < 02-28 00:00, 5-min < 02-26 00:00, hourly < 02-19 00:00 are deleted
+
+
+def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    tables = ["guest_samples", "node_samples"]
+    tables += [f"{e}_samples_{r}" for e in ("guest", "node") for r in ("5m", "1h")]
+    return {t: read_frame(path, f"SELECT * FROM {t} ORDER BY ALL").rows() for t in tables}
+
+
+@pytest.fixture
+def maintained(tmp_path: Path) -> Store:
+    """Samples every minute from 02-15 00:00 to 03-01 00:29, then one maintain at NOW."""
+    store = Store(tmp_path / "h.duckdb")
+    minutes = 14 * 24 * 60 + 30  # 20190 samples per entity
+    store.append_guest_samples(guest_frame(100, T0, minutes))
+    store.append_node_samples(node_frame(T0, minutes))
+    store.maintain(NOW, KEEP)
+    return store
+
+
+def test_maintain_keeps_only_the_rows_inside_each_retention(maintained: Store) -> None:
+    for entity in ("guest", "node"):
+        # raw: 02-28 00:00 .. 03-01 00:29 = 24 * 60 + 30 samples
+        assert count(maintained.path, f"{entity}_samples") == 1470
+        # 5-min: 02-26 00:00 .. 03-01 00:25 = 3 * 288 + 6 buckets
+        assert count(maintained.path, f"{entity}_samples_5m") == 870
+        # hourly: 02-19 00:00 .. 03-01 00:00 = 10 * 24 + 1 buckets
+        assert count(maintained.path, f"{entity}_samples_1h") == 241
+
+
+def test_five_minute_aggregates_have_the_expected_means_and_maxes(maintained: Store) -> None:
+    rows = maintained.read(
+        "SELECT * FROM guest_samples_5m WHERE vmid = 100 AND bucket = ?",
+        [datetime(2026, 2, 28, 13, 15)],
+    ).row(0, named=True)
+    # minutes 15..19: cpu 0.15..0.19 → mean 0.17, max 0.19; mem 13015..13019 → 13017, 13019
+    assert rows["n"] == 5
+    assert rows["cpu_mean"] == pytest.approx(0.17)
+    assert rows["cpu_max"] == pytest.approx(0.19)
+    assert (rows["mem_mean"], rows["mem_max"]) == (13017, 13019)
+    assert rows["node"] == "pve1"  # minutes < 30 ran on pve1
+
+
+def test_hourly_aggregates_have_the_expected_means_and_maxes(maintained: Store) -> None:
+    hourly = maintained.node_window(datetime(2026, 2, 20, 13), NOW, resolution="1h")
+    full = hourly.row(0, named=True)
+    # raw long gone, rolled before deletion: minutes 0..59 → cpu mean 29.5/100, max 0.59;
+    # mem 13000..13059 → mean 13029.5, max 13059
+    assert full["bucket"] == datetime(2026, 2, 20, 13)
+    assert full["n"] == 60
+    assert full["cpu_mean"] == pytest.approx(0.295)
+    assert full["cpu_max"] == pytest.approx(0.59)
+    assert (full["mem_mean"], full["mem_max"]) == (13029.5, 13059)
+    current = hourly.row(-1, named=True)
+    # the running hour 03-01 00:00 has minutes 0..29: cpu mean 14.5/100, max 0.29
+    assert (current["bucket"], current["n"]) == (datetime(2026, 3, 1), 30)
+    assert current["cpu_mean"] == pytest.approx(0.145)
+    assert current["cpu_max"] == pytest.approx(0.29)
+    guest = maintained.guest_window(datetime(2026, 2, 20, 13), NOW, [100], resolution="1h")
+    assert guest["node"][0] == "pve2"  # the node of the bucket's last sample (minute 59)
+
+
+def test_running_maintain_twice_changes_nothing(maintained: Store) -> None:
+    before = snapshot(maintained.path)
+    deleted = maintained.maintain(NOW, KEEP)
+    assert set(deleted.values()) == {0}
+    assert snapshot(maintained.path) == before
+
+
+def test_a_kept_bucket_is_recomputed_and_an_expired_one_is_frozen(maintained: Store) -> None:
+    # three more samples of the running hour (minutes 30..32) → that hour now has 33 samples
+    maintained.append_node_samples(node_frame(datetime(2026, 3, 1, 0, 30), 3))
+    # a late re-ingest of one expired raw sample must not replace the complete 02-20 13:00 hour
+    maintained.append_node_samples(node_frame(datetime(2026, 2, 20, 13), 1))
+    maintained.maintain(NOW + timedelta(minutes=3), KEEP)
+    hourly = maintained.node_window(datetime(2026, 2, 20, 13), NOW, resolution="1h")
+    assert hourly["n"][0] == 60
+    assert hourly["n"][-1] == 33
+    assert count(maintained.path, "node_samples") == 1473  # the late old sample expired again
+
+
+def test_retention_must_shrink_from_hourly_to_raw() -> None:
+    with pytest.raises(ValueError, match="raw <= five_min <= hourly"):
+        Retention(raw=timedelta(days=30), five_min=timedelta(days=7))
+    assert Retention().hourly == timedelta(days=5 * 365)
+
+
+# --- locking ---------------------------------------------------------------------------------
+
+
+def hold_file(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the file read-write; returns once it has the lock."""
+    script = (
+        "import duckdb, sys, time\n"
+        f"con = duckdb.connect({str(path)!r})\n"
+        "print('ready', flush=True)\n"
+        f"time.sleep({seconds})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_the_read_only_helper_returns_polars_and_leaves_no_connection_open(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    store.append_guest_samples(guest_frame(100, T0, 3))
+    frame = read_frame(store.path, "SELECT vmid, cpu FROM guest_samples WHERE cpu > $1", [0.0])
+    assert isinstance(frame, pl.DataFrame)
+    assert frame.rows() == [(100, 0.01), (100, 0.02)]
+    # a read-write open in this process would be refused if a read-only one were still open
+    duckdb.connect(str(store.path)).close()
+    # and so would another process's writer
+    proc = hold_file(store.path, 0)
+    assert proc.wait(timeout=20) == 0
+
+
+def test_a_writer_backs_off_while_another_process_holds_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "h.duckdb"
+    Store(path).migrate()
+    proc = hold_file(path, 1.0)
+    started = time.monotonic()
+    Store(path, backoff=Backoff(deadline=20)).append_guest_samples(guest_frame(100, T0, 2))
+    assert time.monotonic() - started > 0.2  # it waited for the holder to let go
+    proc.wait(timeout=20)
+    assert count(path, "guest_samples") == 2
+
+
+def test_a_lock_held_past_the_deadline_raises_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "h.duckdb"
+    Store(path).migrate()
+    proc = hold_file(path, 10)
+    try:
+        with pytest.raises(StoreLockedError, match=r"another process kept it locked for 0\.3 s"):
+            read_frame(path, "SELECT 1", backoff=Backoff(deadline=0.3))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_threads_of_one_process_queue_instead_of_failing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    errors: list[BaseException] = []
+
+    def work(vmid: int) -> None:
+        try:
+            for i in range(10):
+                store.append_guest_samples(guest_frame(vmid, T0 + timedelta(minutes=i), 1))
+                store.latest_guest_samples()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(vmid,)) for vmid in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(store.path, "guest_samples") == 40  # 4 threads x 10 rows
+
+
+def _writer(path: str, seconds: float, out: str) -> None:
+    store = Store(path, backoff=Backoff(deadline=10))
+    written, errors, i = 0, [], 0
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        try:
+            written += store.append_guest_samples(guest_frame(i % 50, T0 + timedelta(minutes=i), 1))
+        except Exception as exc:
+            errors.append(repr(exc))
+        i += 1
+        time.sleep(0.005)
+    Path(out).write_text(json.dumps({"written": written, "errors": errors}))
+
+
+def _reader(path: str, seconds: float, out: str) -> None:
+    counts, errors = [], []
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        try:
+            counts.append(count(Path(path), "guest_samples"))
+        except Exception as exc:
+            errors.append(repr(exc))
+        time.sleep(0.005)
+    Path(out).write_text(json.dumps({"counts": counts, "errors": errors}))
+
+
+@pytest.mark.slow
+def test_a_writer_and_a_notebook_reader_in_two_processes_lose_nothing_for_30_s(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.duckdb"
+    Store(path).migrate()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_writer, args=(str(path), 30.0, str(tmp_path / "w.json"))),
+        ctx.Process(target=_reader, args=(str(path), 30.0, str(tmp_path / "r.json"))),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=90)
+        assert p.exitcode == 0
+    wrote = json.loads((tmp_path / "w.json").read_text())
+    read = json.loads((tmp_path / "r.json").read_text())
+    assert wrote["errors"] == [] and read["errors"] == []
+    assert wrote["written"] > 100 and len(read["counts"]) > 100  # both sides really interleaved
+    assert read["counts"] == sorted(read["counts"])
+    assert count(path, "guest_samples") == wrote["written"]
