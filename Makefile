@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-pvesim bench-planner clean sim
+.PHONY: demo test lint typecheck unit bench bench-pvesim bench-planner bench-forecast clean sim
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "proxflow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -29,13 +29,16 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: bench-pvesim bench-planner
+bench: bench-pvesim bench-planner bench-forecast
 
 bench-pvesim: $(STAMP)
 	$(BIN)/python bench/pvesim.py
 
 bench-planner: $(STAMP)
 	$(BIN)/python bench/planner.py
+
+bench-forecast: $(STAMP)
+	$(BIN)/python bench/forecast.py
 
 sim: $(STAMP)
 	$(BIN)/proxflow sim --scenario demo
