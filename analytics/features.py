@@ -1,0 +1,166 @@
+"""Scale-free forecasting features over a long trace frame (`series, ts, <column>`), lazily.
+
+One builder serves training and prediction: `build_features` is the only place features are
+defined, `prediction_rows` merely cuts each series to its recent tail first (every feature looks
+back at most `LONG` steps, plus an EWMA whose weight beyond `TAIL` steps is below 1e-14), so a
+row gets the same features whichever way it is computed.
+
+Every feature is relative to the recent level L = mean of the last hour + `EPS` (or a
+difference of such ratios), clipped to +-`CLIP`, so multiplying a series by a constant leaves its
+features unchanged and one model serves guests of every size; the calendar features (time of day,
+day of week, as sin/cos of epoch seconds) and the history length are scale-free by nature.
+
+`targets` gives, per row, the quantities a forecast made there is scored against, with the
+definitions of `analytics.backtest`: the mean and the 90th percentile (linear) of the next
+h = H / 5 values, plus one of those values drawn at random (`target_draw`), whose 0.9 quantile is
+what minimises the backtest's pinball loss averaged over the window.
+
+The input must be sorted by `series, ts` on the regular 5-minute grid, as the loaders return it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from analytics.backtest import QUANTILE, horizon_steps
+
+EPS = 1e-6  # added to the level so an idle series divides by something
+CLIP = 100.0  # ratio features are clipped to +-CLIP
+HOUR = 12  # steps in an hour
+LONG = 72  # steps in six hours, the longest window
+WARMUP = HOUR  # rows a series needs before the model (not the fallback) forecasts for it
+TAIL = 288  # rows per series kept at prediction time (one day, >= LONG and EWMA-safe)
+LAGS = (1, 2, 3, 6, 12)
+EWM_HALF_LIVES = (2, 6)  # steps: 10 and 30 minutes
+DAY = 86_400
+WEEK = 7 * DAY
+
+FEATURES: tuple[str, ...] = (
+    "history",
+    "now",
+    *(f"lag_{k}" for k in LAGS),
+    "max_1h",
+    "std_1h",
+    "mean_6h",
+    "max_6h",
+    "std_6h",
+    *(f"ewm_{k}" for k in EWM_HALF_LIVES),
+    "slope_1h",
+    "tod_sin",
+    "tod_cos",
+    "dow_sin",
+    "dow_cos",
+)
+
+
+def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+
+
+def level(column: str) -> pl.Expr:
+    """The recent level every feature is relative to: the last hour's mean plus `EPS`."""
+    return pl.col(column).rolling_mean(HOUR, min_samples=1).over("series") + EPS
+
+
+def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """`series, ts, steps, level` and the `FEATURES`, one row per input row.
+
+    `steps` is the number of rows of the series seen so far (this one included) and `level` the
+    divisor of the ratios; neither is a model input. Windows are partial at the start of a series
+    (`history` tells the model how much it has seen); lags before the start are null.
+    """
+    x = pl.col(column)
+    lvl = pl.col("level")
+
+    def ratio(expr: pl.Expr) -> pl.Expr:
+        return (expr / lvl).clip(-CLIP, CLIP)
+
+    def per_series(expr: pl.Expr) -> pl.Expr:
+        return expr.over("series")
+
+    mean_30 = x.rolling_mean(HOUR // 2, min_samples=1)
+    phase_day = (pl.col("ts") % DAY).cast(pl.Float64) * (2 * math.pi / DAY)
+    phase_week = (pl.col("ts") % WEEK).cast(pl.Float64) * (2 * math.pi / WEEK)
+    steps = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("series")
+    return (
+        _lazy(frame)
+        .select("series", "ts", x, steps.alias("steps"), level(column).alias("level"))
+        .select(
+            "series",
+            "ts",
+            "steps",
+            "level",
+            (pl.col("steps").clip(upper_bound=LONG) / LONG).alias("history"),
+            ratio(x).alias("now"),
+            *(ratio(per_series(x.shift(k))).alias(f"lag_{k}") for k in LAGS),
+            ratio(per_series(x.rolling_max(HOUR, min_samples=1))).alias("max_1h"),
+            ratio(per_series(x.rolling_std(HOUR, min_samples=2))).alias("std_1h"),
+            ratio(per_series(x.rolling_mean(LONG, min_samples=1))).alias("mean_6h"),
+            ratio(per_series(x.rolling_max(LONG, min_samples=1))).alias("max_6h"),
+            ratio(per_series(x.rolling_std(LONG, min_samples=2))).alias("std_6h"),
+            *(
+                ratio(per_series(x.ewm_mean(half_life=k, adjust=True))).alias(f"ewm_{k}")
+                for k in EWM_HALF_LIVES
+            ),
+            # the last half hour's mean minus the one before, per step, relative to the level
+            ratio(per_series((mean_30 - mean_30.shift(HOUR // 2)) / (HOUR // 2))).alias("slope_1h"),
+            phase_day.sin().alias("tod_sin"),
+            phase_day.cos().alias("tod_cos"),
+            phase_week.sin().alias("dow_sin"),
+            phase_week.cos().alias("dow_cos"),
+        )
+    )
+
+
+def prediction_rows(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """The features of the last row of each series (sorted by series), computed from its last
+    `TAIL` rows only.
+
+    `steps` and `history` count the whole series, as `build_features` on all rows does.
+    """
+    lazy = _lazy(frame)
+    lengths = lazy.group_by("series").agg(pl.len().cast(pl.Int64).alias("_n"))
+    feats = build_features(lazy.group_by("series", maintain_order=True).tail(TAIL), column)
+    last = feats.group_by("series", maintain_order=True).last()
+    return (
+        last.join(lengths, on="series", how="left")
+        .with_columns(
+            pl.col("_n").alias("steps"),
+            (pl.col("_n").clip(upper_bound=LONG) / LONG).alias("history"),
+        )
+        .drop("_n")
+        .sort("series")
+    )
+
+
+def targets(
+    frame: pl.DataFrame | pl.LazyFrame, column: str, horizon_min: int, *, seed: int = 0
+) -> pl.LazyFrame:
+    """`series, ts, target_mean, target_p90, target_draw` for the next `horizon_min` minutes.
+
+    As in `analytics.backtest`: the mean and the linear 90th percentile of x_{t+1}..x_{t+h};
+    `target_draw` is x_{t+j} for j drawn uniformly from 1..h (seeded). Null when the window runs
+    past the end of the series.
+    """
+    h = horizon_steps(horizon_min)
+    lazy = _lazy(frame)
+    x = pl.col(column)
+    n_rows = lazy.select(pl.len()).collect().item()
+    draws = pl.Series("_j", np.random.default_rng(seed).integers(1, h + 1, size=n_rows))
+    draw = pl.coalesce(
+        pl.when(pl.col("_j") == j).then(x.shift(-j).over("series")) for j in range(1, h + 1)
+    )
+    return (
+        lazy.select("series", "ts", x)
+        .with_columns(draws)
+        .select(
+            "series",
+            "ts",
+            x.rolling_mean(h).shift(-h).over("series").alias("target_mean"),
+            x.rolling_quantile(QUANTILE, "linear", h).shift(-h).over("series").alias("target_p90"),
+            draw.alias("target_draw"),
+        )
+    )

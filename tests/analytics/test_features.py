@@ -1,0 +1,66 @@
+"""The scale-free feature builder and the forecast targets, on small synthetic series."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from analytics.backtest import backtest
+from analytics.baselines import last_value
+from analytics.features import FEATURES, TAIL, build_features, prediction_rows, targets
+
+SCHEMA = {"series": pl.String, "ts": pl.Int64, "cpu": pl.Float64, "mem": pl.Float64}
+
+
+def noisy(n: int = 400, seed: int = 0, names: tuple[str, ...] = ("a", "b")) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name in names:
+        t = np.arange(n)
+        x = np.clip(0.3 + 0.2 * np.sin(2 * np.pi * t / 288) + 0.05 * rng.standard_normal(n), 0, 1)
+        parts.append(
+            pl.DataFrame(
+                {"series": [name] * n, "ts": 300 * t, "cpu": x, "mem": x / 2}, schema=SCHEMA
+            )
+        )
+    return pl.concat(parts)
+
+
+def test_features_are_identical_whether_computed_for_training_or_prediction() -> None:
+    frame = noisy(n=TAIL + 150)
+    training = build_features(frame, "cpu").collect().group_by("series").last().sort("series")
+    prediction = prediction_rows(frame, "cpu").collect()
+    assert_frame_equal(
+        training.select("series", "ts", "steps", *FEATURES),
+        prediction.select("series", "ts", "steps", *FEATURES),
+        rel_tol=1e-9,
+        abs_tol=1e-12,
+    )
+
+
+def test_features_are_scale_free() -> None:
+    frame = noisy()
+    scaled = frame.with_columns(pl.col("cpu") * 10)
+    plain = build_features(frame, "cpu").collect().select(FEATURES)
+    tenfold = build_features(scaled, "cpu").collect().select(FEATURES)
+    assert_frame_equal(plain, tenfold, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def test_targets_use_the_backtest_definitions() -> None:
+    frame = noisy(n=100)
+    mine = targets(frame, "cpu", 30).collect()
+    scored = backtest(frame, last_value, "cpu", 30, warmup=1).select(
+        "series", "ts", "target_mean", "target_p90"
+    )
+    joined = scored.join(mine, on=["series", "ts"], suffix="_mine")
+    assert joined.height == scored.height
+    assert joined["target_mean"].to_list() == pytest.approx(joined["target_mean_mine"].to_list())
+    assert joined["target_p90"].to_list() == pytest.approx(joined["target_p90_mine"].to_list())
+    # the drawn value is one of the next six
+    x = frame.filter(pl.col("series") == "a")["cpu"].to_list()
+    draws = mine.filter(pl.col("series") == "a")["target_draw"].to_list()
+    for t in range(len(x) - 6):
+        assert draws[t] in x[t + 1 : t + 7]
+    assert draws[-1] is None
