@@ -25,7 +25,6 @@ class Reason(StrEnum):
     BUDGET_RUN = "budget-moves-per-run"
     BUDGET_NODE = "budget-moves-per-node"
     NO_TARGET = "no-feasible-target"
-    BELOW_MARGIN = "gain-below-cost"
     RULE_CONFLICT = "rule-conflict"
 
 

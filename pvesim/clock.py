@@ -54,11 +54,6 @@ class VirtualClock:
             self._base_sim += seconds
             return self._base_sim
 
-    def real_seconds_for(self, sim_seconds: float) -> float:
-        """Real seconds until `sim_seconds` of simulated time have passed (inf when paused)."""
-        speed = self.speed
-        return float("inf") if speed == 0 else sim_seconds / speed
-
     def _rebase(self) -> None:
         real_now = self._real()
         self._base_sim += (real_now - self._base_real) * self._speed

@@ -111,7 +111,6 @@ class Faults:
     error_path: str | None = None
     latency: float = 0.0
     offline_delay: float = 0.0
-    served: int = 0
 
 
 class Cluster:
@@ -189,10 +188,6 @@ class Cluster:
     def storage_on(self, storage: str, node: str) -> bool:
         spec = self.storages.get(storage)
         return spec is not None and (spec.nodes is None or node in spec.nodes)
-
-    def node_online(self, node: str) -> bool:
-        n = self.nodes.get(node)
-        return n is not None and n.online
 
     # -- faults -----------------------------------------------------------------------------
     def set_node_online(self, node: str, online: bool) -> None:

@@ -172,14 +172,11 @@ def guest_list_entry(cluster: Cluster, guest: Guest, now: float) -> dict[str, An
 
 def guest_status_current(cluster: Cluster, guest: Guest, now: float) -> dict[str, Any]:
     entry = guest_list_entry(cluster, guest, now)
-    entry.pop("cpus", None)
-    entry["cpus"] = guest.spec.cores
     if guest.spec.type == "qemu":
         entry["qmpstatus"] = entry["status"]
         entry["agent"] = 1
-        entry["running-machine"] = "pc-i440fx-9.2+pve1" if entry["status"] == "running" else None
-        if entry["running-machine"] is None:
-            entry.pop("running-machine")
+        if entry["status"] == "running":
+            entry["running-machine"] = "pc-i440fx-9.2+pve1"
     entry["ha"] = (
         {"managed": 1, "state": guest.ha.state if guest.ha.state != "enabled" else "started"}
         if guest.ha

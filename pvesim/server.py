@@ -163,7 +163,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                     time.sleep(srv.auth.failure_delay)
                 raise
         if faults:
-            self._inject_faults(path, route, bound)
+            self._inject_faults(path)
         values = bind_params(route, cluster.version, bound, params, json_body)
         with cluster.lock:
             now = cluster.catch_up()
@@ -185,7 +185,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 cluster.touch()
         return _envelope(result)
 
-    def _inject_faults(self, path: str, route: Route, bound: dict[str, str]) -> None:
+    def _inject_faults(self, path: str) -> None:
         f = self.server.cluster.faults
         if f.latency:
             time.sleep(f.latency)

@@ -28,8 +28,7 @@ def guest_of(req: Request, kind: str) -> Guest:
     return guest
 
 
-def _audit(kind: str) -> tuple[str, str]:
-    return ("VM.Audit", "/vms/{vmid}")
+AUDIT = ("VM.Audit", "/vms/{vmid}")
 
 
 def _list(req: Request, kind: str) -> list[dict[str, Any]]:
@@ -83,15 +82,15 @@ LXC_MIGRATE_POST = {
 def _register(kind: str) -> None:
     base = f"/nodes/{{node}}/{kind}/{{vmid}}"
 
-    @router.add("GET", f"{base}/status/current", GV, privilege=_audit(kind), proxied=True)
+    @router.add("GET", f"{base}/status/current", GV, privilege=AUDIT, proxied=True)
     def status_current(req: Request) -> dict[str, Any]:
         return guest_status_current(req.cluster, guest_of(req, kind), req.now)
 
-    @router.add("GET", f"{base}/config", CONFIG, privilege=_audit(kind), proxied=True)
+    @router.add("GET", f"{base}/config", CONFIG, privilege=AUDIT, proxied=True)
     def config(req: Request) -> dict[str, Any]:
         return guest_config(guest_of(req, kind))
 
-    @router.add("GET", f"{base}/rrddata", RRD_GUEST, privilege=_audit(kind), proxied=True)
+    @router.add("GET", f"{base}/rrddata", RRD_GUEST, privilege=AUDIT, proxied=True)
     def rrddata(req: Request) -> list[dict[str, Any]]:
         guest = guest_of(req, kind)
         return guest_series(
