@@ -39,7 +39,7 @@ from analytics.forecaster import (  # noqa: E402
     time_split,
 )
 from analytics.traces import load_bitbrains, load_planetlab  # noqa: E402
-from bench.machine import machine_rows  # noqa: E402
+from bench.machine import print_machine  # noqa: E402
 
 DEFAULT_TRACES = _HERE.parent.parent / "shared" / "traces"
 HORIZONS = (30, 60)
@@ -227,9 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\ntimings")
     for label, seconds in timings:
         print(f"  {label:<20}{seconds:>8.2f} s")
-    print("\nmachine")
-    for key, value in machine_rows():
-        print(f"  {key:<10}{value}")
+    print_machine("\nmachine")
     return 0
 
 

@@ -26,3 +26,14 @@ def machine_rows() -> list[tuple[str, str]]:
         ("python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("platform", platform.platform()),
     ]
+
+
+def print_machine(
+    title: str, extra: list[tuple[str, str]] | None = None, indent: str = "  "
+) -> None:
+    """The machine block every benchmark ends (or starts) with."""
+    print(title)
+    rows = [*machine_rows(), *(extra or [])]
+    width = max(len(key) for key, _ in rows) + 2
+    for key, value in rows:
+        print(f"{indent}{key:<{width}}{value}")

@@ -43,7 +43,7 @@ sys.path.insert(0, str(_HERE.parent))
 import engine  # noqa: E402
 from bench.baseline import plan_baseline  # noqa: E402
 from bench.clusters import BENCH_POLICY, Case, cases, generate_large  # noqa: E402
-from bench.machine import machine_rows  # noqa: E402
+from bench.machine import print_machine  # noqa: E402
 from bench.violations import (  # noqa: E402
     Move,
     Violation,
@@ -191,12 +191,11 @@ def status(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def machine() -> list[tuple[str, str]]:
+def extra_machine() -> list[tuple[str, str]]:
     import numpy
     import scipy
 
     return [
-        *machine_rows(),
         ("numpy / scipy", f"{numpy.__version__} / {scipy.__version__}"),
         ("engine", engine_version()),
     ]
@@ -639,9 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes, guests, runs, seed = (int(x) for x in args.scale_worker.split(","))
         scale_worker(nodes, guests, runs, seed)
         return 0
-    print("== Machine ==")
-    for key, value in machine():
-        print(f"{key:14} {value}")
+    print_machine("== Machine ==", extra_machine(), indent="")
     print()
     steps: list[Callable[[argparse.Namespace], bool]] = [quality]
     if args.scale:

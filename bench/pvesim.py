@@ -33,7 +33,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from proxmoxer import ProxmoxAPI  # noqa: E402
 
-from bench.machine import machine_rows  # noqa: E402
+from bench.machine import print_machine  # noqa: E402
 from pvesim import SimConfig, Simulator  # noqa: E402
 from pvesim.scenario import generate_large  # noqa: E402
 
@@ -183,11 +183,6 @@ def measure_throughput(
         sim.stop()
 
 
-# -- 3. machine ---------------------------------------------------------------------------------
-def machine() -> list[tuple[str, str]]:
-    return machine_rows()
-
-
 # -- output -------------------------------------------------------------------------------------
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f}"
@@ -316,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   first error: {t.first_error}")
         print()
 
-    print("3. machine")
-    for key, value in machine():
-        print(f"   {key:<9} {value}")
+    print_machine("3. machine", indent="   ")
     return 0
 
 

@@ -41,7 +41,7 @@ import polars as pl  # noqa: E402
 
 from analytics.ingest import TABLES, ArrowStream  # noqa: E402
 from analytics.store import Store  # noqa: E402
-from bench.machine import machine_rows  # noqa: E402
+from bench.machine import print_machine  # noqa: E402
 
 GUESTS = 5_000
 NODES = 50
@@ -258,9 +258,7 @@ def main() -> int:
     print(f"  {'total':<18}{'':>10}{'':>16}{total / GB:>10.2f} GB   target < 5 GB: {verdict}")
 
     print(f"\ntotal wall time {time.perf_counter() - wall:.1f} s")
-    print("\nmachine")
-    for key, value in machine_rows():
-        print(f"  {key:<10}{value}")
+    print_machine("\nmachine")
     return 0
 
 
