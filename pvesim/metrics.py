@@ -95,6 +95,10 @@ class GuestTable:
                 used[d.storage] = used.get(d.storage, 0) + d.size
         return used
 
+    def storage_used(self, storage: str) -> int:
+        """What a storage shows as used: a third of its guests' disk size (thin provisioning)."""
+        return self.disk_bytes.get(storage, 0) // 3
+
     def loads(self, ts: Sequence[float] | FloatArray) -> GuestLoads:
         loads = self.batch.loads(_as_times(ts))
         mem = (loads.mem * self.memory).astype(np.int64)

@@ -107,7 +107,7 @@ def _resources(
     if kind in (None, "vm") and "VM.Audit" in privs:
         out.extend(guest_resources(c, cluster_table(c).by_vmid, now))
     if kind in (None, "storage") and "Datastore.Audit" in privs:
-        used = cluster_table(c).disk_bytes  # a third of it is shown as used
+        table = cluster_table(c)
         for node in c.nodes.values():
             for s in c.storages.values():
                 if not c.storage_on(s.name, node.name):
@@ -123,7 +123,7 @@ def _resources(
                     "content": s.content,
                 }
                 if node.online:
-                    entry.update(disk=used.get(s.name, 0) // 3, maxdisk=s.size)
+                    entry.update(disk=table.storage_used(s.name), maxdisk=s.size)
                 out.append(entry)
     if kind is None:
         for pool in c.spec.pools:

@@ -8,7 +8,7 @@ from pvesim.api import router
 from pvesim.api.params import BOOL, CF, NODE, TIMEFRAME_8, TIMEFRAME_9, ApiError, Param, param_error
 from pvesim.api.routing import Reply, Request
 from pvesim.cluster import Node
-from pvesim.metrics import live_node_sample, refresh_instant
+from pvesim.metrics import cluster_table, live_node_sample, refresh_instant
 from pvesim.render import KERNEL, PVE_RELEASE, node_resource
 from pvesim.rrd import node_series
 from pvesim.tasks import Task, parse_upid
@@ -156,9 +156,7 @@ def node_storage(req: Request) -> list[dict[str, Any]]:
             continue
         if "Datastore.Audit" not in req.identity.privileges:
             continue
-        used = (
-            sum(d.size for g in c.guests.values() for d in g.spec.disks if d.storage == s.name) // 3
-        )
+        used = cluster_table(c).storage_used(s.name)
         out.append(
             {
                 "storage": s.name,

@@ -59,3 +59,22 @@ def login(sim: Simulator) -> dict[str, Any]:
     )
     r.raise_for_status()
     return dict(r.json()["data"])
+
+
+# rrddata data sources per PVE version (facts file §4.6, §4.7): 9.x adds memory and pressure
+NODE_SOURCES_8 = {
+    "loadavg", "maxcpu", "cpu", "iowait", "memtotal", "memused", "swaptotal", "swapused",
+    "roottotal", "rootused", "netin", "netout",
+}  # fmt: skip
+NODE_SOURCES_9 = NODE_SOURCES_8 | {
+    "memavailable", "arcsize", "pressurecpusome", "pressureiosome", "pressureiofull",
+    "pressurememorysome", "pressurememoryfull",
+}  # fmt: skip
+GUEST_SOURCES_8 = {
+    "maxcpu", "cpu", "maxmem", "mem", "maxdisk", "disk", "netin", "netout", "diskread",
+    "diskwrite",
+}  # fmt: skip
+GUEST_SOURCES_9 = GUEST_SOURCES_8 | {
+    "memhost", "pressurecpusome", "pressurecpufull", "pressureiosome", "pressureiofull",
+    "pressurememorysome", "pressurememoryfull",
+}  # fmt: skip

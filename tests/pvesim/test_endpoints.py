@@ -11,7 +11,7 @@ from proxmoxer import ResourceException
 from proxmoxer.tools import Tasks
 
 from tests.conftest import Control, password_client, token_client
-from tests.pvesim.api_support import raw, running_sim
+from tests.pvesim.api_support import GUEST_SOURCES_9, NODE_SOURCES_9, raw, running_sim
 
 START = 1_795_000_000  # the small scenario's simulated epoch
 GIB = 1024**3
@@ -299,47 +299,6 @@ def test_node_version_is_the_cluster_version(pve):
 
 
 # -- rrddata -----------------------------------------------------------------------------------
-
-NODE_SOURCES_9 = {
-    "loadavg",
-    "maxcpu",
-    "cpu",
-    "iowait",
-    "memtotal",
-    "memused",
-    "swaptotal",
-    "swapused",
-    "roottotal",
-    "rootused",
-    "netin",
-    "netout",
-    "memavailable",
-    "arcsize",
-    "pressurecpusome",
-    "pressureiosome",
-    "pressureiofull",
-    "pressurememorysome",
-    "pressurememoryfull",
-}
-GUEST_SOURCES_9 = {
-    "maxcpu",
-    "cpu",
-    "maxmem",
-    "mem",
-    "maxdisk",
-    "disk",
-    "netin",
-    "netout",
-    "diskread",
-    "diskwrite",
-    "memhost",
-    "pressurecpusome",
-    "pressurecpufull",
-    "pressureiosome",
-    "pressureiofull",
-    "pressurememorysome",
-    "pressurememoryfull",
-}
 
 
 def assert_series(items: list[dict[str, Any]], step: int, rows: int) -> None:

@@ -8,34 +8,7 @@ import pytest
 from proxmoxer import ResourceException
 
 from tests.conftest import password_client, token_client
-from tests.pvesim.api_support import running_sim
-
-NODE_SOURCES_8 = {
-    "loadavg",
-    "maxcpu",
-    "cpu",
-    "iowait",
-    "memtotal",
-    "memused",
-    "swaptotal",
-    "swapused",
-    "roottotal",
-    "rootused",
-    "netin",
-    "netout",
-}
-GUEST_SOURCES_8 = {
-    "maxcpu",
-    "cpu",
-    "maxmem",
-    "mem",
-    "maxdisk",
-    "disk",
-    "netin",
-    "netout",
-    "diskread",
-    "diskwrite",
-}
+from tests.pvesim.api_support import GUEST_SOURCES_8, NODE_SOURCES_8, running_sim
 
 
 @pytest.fixture(scope="module")
