@@ -37,7 +37,7 @@ class Balancing(PlanBuilder):
             by_source: dict[int, list[Unit]] = {s: [] for s in hot}
             # once the run's budget is spent, moves already in the plan may still be
             # re-targeted: that costs no new migration
-            spent = self.budget.used >= policy.max_moves
+            spent = len(self.moves) >= policy.max_moves
             for unit in self.units():
                 source = self.state.where[unit.vmids[0]]
                 if spent and not all(v in self.moves for v in unit.vmids):
@@ -60,7 +60,9 @@ class Balancing(PlanBuilder):
                 full = [
                     self.state.names[i]
                     for i in hot
-                    if not self.budget.node_room([self.state.names[i]], 1)[0]
+                    if not self.budget.node_room(self.planned().values(), [self.state.names[i]], 1)[
+                        0
+                    ]
                 ]
                 if full:
                     self.note = (
@@ -108,7 +110,7 @@ class Balancing(PlanBuilder):
         """When no single move pays, exchange a guest of the hottest node with a smaller one
         of a cooler node, if the pair gains more than both moves' costs and margins."""
         st, policy = self.state, self.policy
-        if not hot or self.budget.used + 2 > policy.max_moves:
+        if not hot or len(self.moves) + 2 > policy.max_moves:
             return False
         source = hot[0]
         scores = st.scores()
@@ -124,7 +126,7 @@ class Balancing(PlanBuilder):
             if self._swappable(unit):
                 by_node.setdefault(st.where[unit.vmids[0]], []).append(unit)
         mine = by_node.get(source, [])
-        room = self.budget.node_room(st.names, 2)
+        room = self.budget.node_room(self.planned().values(), st.names, 2)
         if not mine or not room[source]:
             return False
         best: tuple[float, Unit, Unit, int, float] | None = None
@@ -211,7 +213,7 @@ class Balancing(PlanBuilder):
         """When no single move pays, look one move ahead: a move that gains little (or even
         costs) may open a second one, and the pair may pay for both."""
         policy, st = self.policy, self.state
-        if self.budget.used + 2 > policy.max_moves:
+        if len(self.moves) + 2 > policy.max_moves:
             return False
         firsts = sorted(
             (c for s in hot for c in self._best_from(s, by_source[s], top=CHAIN_FIRSTS)),
@@ -289,11 +291,12 @@ class Balancing(PlanBuilder):
         ok &= st.cpu_p90 + cpu90[:, None] <= self.policy.max_cpu_load * st.cpus
         ok &= scores + delta < scores[source]
         room: dict[int, np.ndarray] = {}
+        planned = list(self.planned().values())
         for k, unit in enumerate(units):
             vmids = list(unit.vmids)
             moving = sum(1 for v in vmids if v not in self.moves)
             if moving not in room:
-                room[moving] = np.array(self.budget.node_room(st.names, moving))
+                room[moving] = np.array(self.budget.node_room(planned, st.names, moving))
             ok[k] &= room[moving]
             if self.rules.groups_of_any(vmids) or any(
                 v in self.rules.allowed or v in self.rules.preferred for v in vmids

@@ -7,7 +7,8 @@ alone for longer each time instead of ping-ponging between nodes.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from engine.model import MigrationRecord
@@ -27,8 +28,6 @@ class Budget:
     def __init__(self, policy: Policy, history: tuple[MigrationRecord, ...], now: float) -> None:
         self.policy = policy
         self.now = now
-        self.used = 0
-        self.per_node: dict[str, int] = defaultdict(int)
         self._last: dict[int, float] = {}
         self._recent: dict[int, int] = defaultdict(int)
         for rec in history:
@@ -47,28 +46,28 @@ class Budget:
         return max(0.0, last + window - self.now)
 
     def refuse(
-        self, moves: list[tuple[int, str]], target: str, balancing: bool, new: int
+        self, plan: Mapping[int, tuple[str, str]], changed: Iterable[int], balancing: bool
     ) -> Refusal | None:
-        """Why these (guest, source) moves to `target` may not happen, or None.
+        """Why the plan as it would be after a change may not stand, or None.
 
-        `new` counts the moves that are not re-targets of moves already in the plan. Repairs
-        ignore the cooldown: a guest on a node it must leave leaves.
+        `plan` maps each moving guest to (source, target); `changed` are the guests the change
+        adds or re-targets. Counts are taken from the plan itself, so a move that is dropped or
+        re-targeted gives back its share at once. Repairs ignore the cooldown: a guest on a
+        node it must leave leaves.
         """
-        if self.used + new > self.policy.max_moves:
+        if len(plan) > self.policy.max_moves:
             return Refusal(Reason.BUDGET_RUN, f"the run may make {self.policy.max_moves} moves")
-        touches: dict[str, int] = defaultdict(int)
-        for _, source in moves:
-            touches[source] += 1
-            touches[target] += 1
-        for node, count in sorted(touches.items()):
-            if self.per_node[node] + count > self.policy.max_moves_per_node:
-                limit = self.policy.max_moves_per_node
+        counts = node_counts(plan.values())
+        limit = self.policy.max_moves_per_node
+        touched = sorted({node for v in changed if v in plan for node in plan[v]})
+        for node in touched:
+            if counts[node] > limit:
                 return Refusal(
                     Reason.BUDGET_NODE, f"node {node} may take part in {limit} moves per run"
                 )
         if balancing:
-            for vmid, _ in moves:
-                left = self.cooldown_left(vmid)
+            for vmid in changed:
+                left = self.cooldown_left(vmid) if vmid in plan else 0.0
                 if left > 0:
                     return Refusal(
                         Reason.COOLDOWN,
@@ -76,18 +75,19 @@ class Budget:
                     )
         return None
 
-    def node_room(self, names: list[str], moves: int) -> list[bool]:
-        """Per node: may it take part in `moves` more moves this run?"""
+    def node_room(
+        self, plan: Iterable[tuple[str, str]], names: list[str], moves: int
+    ) -> list[bool]:
+        """Per node: may it take part in `moves` more moves, given the plan so far?"""
+        counts = node_counts(plan)
         limit = self.policy.max_moves_per_node
-        return [self.per_node[n] + moves <= limit for n in names]
+        return [counts[n] + moves <= limit for n in names]
 
-    def spend(self, moves: list[tuple[int, str]], target: str, new: int) -> None:
-        self.used += new
-        for _, source in moves:
-            self.per_node[source] += 1
-            self.per_node[target] += 1
 
-    def release(self, source: str, target: str) -> None:
-        """Give back what one move held (it is being re-targeted or undone)."""
-        self.per_node[source] -= 1
-        self.per_node[target] -= 1
+def node_counts(plan: Iterable[tuple[str, str]]) -> Counter[str]:
+    """How many planned moves each node takes part in, as source or target."""
+    counts: Counter[str] = Counter()
+    for source, target in plan:
+        counts[source] += 1
+        counts[target] += 1
+    return counts

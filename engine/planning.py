@@ -73,26 +73,20 @@ class PlanBuilder:
     def apply(self, unit: Unit, target: int, reason: Reason, detail: str, gain: float) -> bool:
         """Record and apply a move of `unit` to `target` if the budget allows it."""
         target_name = self.state.names[target]
-        pairs = [(v, self.home[v]) for v in unit.vmids]
-        new = sum(1 for v in unit.vmids if v not in self.moves)
-        for v in unit.vmids:  # re-targets give back what their earlier move held
-            if v in self.moves:
-                self.budget.release(self.home[v], self.moves[v].target)
-        refusal = self.budget.refuse(
-            [(v, s) for v, s in pairs if s != target_name],
-            target_name,
-            balancing=reason is Reason.BALANCE and new > 0,
-            new=new,
-        )
+        after = self.planned()
+        fresh = [v for v in unit.vmids if v not in self.moves]
+        for v in unit.vmids:
+            if self.home[v] == target_name:
+                after.pop(v, None)  # back home: the earlier move is dropped
+            else:
+                after[v] = (self.home[v], target_name)
+        balancing = reason is Reason.BALANCE
+        refusal = self.budget.refuse(after, unit.vmids, balancing=balancing and bool(fresh))
         if refusal is not None:
-            for v in unit.vmids:
-                if v in self.moves:
-                    self.budget.spend([(v, self.home[v])], self.moves[v].target, new=0)
             for v in unit.vmids:
                 self.skip(v, refusal.reason, refusal.detail)
             return False
         cost = self.cost(unit.vmids)
-        self.budget.spend([(v, s) for v, s in pairs if s != target_name], target_name, new=new)
         self.state.move(unit.vmids, target)
         share = 1.0 / len(unit.vmids)
         for v in unit.vmids:
@@ -142,7 +136,7 @@ class PlanBuilder:
             value = value - self.cost(vmids)
             ok &= target_load < self.state.scores()[source]
             moving = len([v for v in vmids if v not in self.moves])
-            ok &= np.array(self.budget.node_room(self.state.names, moving))
+            ok &= np.array(self.budget.node_room(self.planned().values(), self.state.names, moving))
             if not ok.any():
                 return None, 0.0, 0.0
         # rank by value, then by variance: among equal MAD gains the coolest target wins
@@ -168,9 +162,13 @@ class PlanBuilder:
 
     # -- the run ----------------------------------------------------------------------------
 
-    def _move_count(self) -> tuple[int, int]:
-        """Changes so far: moves recorded and budget spent (re-targets spend nothing new)."""
-        return len(self.moves), sum(self.budget.per_node.values())
+    def planned(self) -> dict[int, tuple[str, str]]:
+        """The plan so far as guest -> (source, target): what the budget is charged on."""
+        return {v: (m.source, m.target) for v, m in self.moves.items()}
+
+    def _move_count(self) -> frozenset[tuple[int, str]]:
+        """The plan so far, to tell whether a round changed anything (re-targets included)."""
+        return frozenset((v, m.target) for v, m in self.moves.items())
 
     def units(self) -> list[Unit]:
         """Movable units: whole affinity groups sitting together, and every other guest."""

@@ -472,3 +472,17 @@ def test_a_repair_that_had_no_room_is_made_once_balancing_has_made_room():
     first = run(snap, pol)
     assert placement(apply(snap, first))[101] == "pve1", first
     assert run(apply(snap, first), pol).moves == ()
+
+
+def test_the_budget_is_charged_on_the_plan_as_it_stands_so_a_dropped_move_gives_its_share_back():
+    budget = Budget(policy(max_moves=2, max_moves_per_node=2), (), NOW)
+    two = {101: ("pve1", "pve2"), 102: ("pve1", "pve3")}
+    # a third move is over the run's budget of 2 ...
+    refused = budget.refuse({**two, 103: ("pve2", "pve3")}, [103], balancing=False)
+    assert refused is not None and refused.reason is Reason.BUDGET_RUN
+    # ... but not once 101 went back home (its move dropped): pve1 then takes part in 1 move
+    assert budget.refuse({102: two[102], 103: ("pve2", "pve3")}, [101, 103], False) is None
+    # with room in the run, pve1 (already in 2 moves) still refuses a third
+    roomy = Budget(policy(max_moves=5, max_moves_per_node=2), (), NOW)
+    refused = roomy.refuse({**two, 104: ("pve1", "pve3")}, [104], balancing=False)
+    assert refused is not None and refused.reason is Reason.BUDGET_NODE
