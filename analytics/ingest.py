@@ -1,10 +1,10 @@
 """Frames on their way into the store: required columns, time convention, scrubbed JSON.
 
-Each table's primary key (what makes appends idempotent), required columns, time columns and
-JSON columns. Time columns may arrive as datetimes (naive = UTC, aware = converted) or epoch
+Each table's key (what makes appends idempotent), required columns, time columns, JSON columns
+and list columns. Time columns may arrive as datetimes (naive = UTC, aware = converted) or epoch
 seconds and leave as naive UTC. JSON columns arrive as JSON strings and leave with every
-secret-looking key's value replaced, so tokens and passwords never reach the file. Extra
-columns of a frame are dropped.
+secret-looking key's value replaced, so tokens and passwords never reach the file. List columns
+leave as lists of strings. Extra columns of a frame are dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class _Table:
     required: tuple[str, ...] = ()
     times: tuple[str, ...] = ()
     jsons: tuple[str, ...] = ()
+    lists: tuple[str, ...] = ()
 
 
 TABLES: dict[str, _Table] = {
@@ -33,6 +34,7 @@ TABLES: dict[str, _Table] = {
     "migrations": _Table(("id",), ("vmid", "source", "target"), ("started", "finished")),
     "models": _Table(("model_id",), ("created", "path"), ("created",), ("metadata",)),
     "rules_seen": _Table(("ts", "kind", "name"), (), ("ts",), ("members",)),
+    "guest_config": _Table(("vmid",), (), ("checked",), lists=("local_resources",)),
 }
 
 _SECRET = re.compile(r"pass(word)?|secret|token|ticket|csrf|api[-_]?key|private|credential", re.I)
@@ -81,4 +83,12 @@ def normalise(table: str, frame: pl.DataFrame, columns: list[str]) -> pl.DataFra
     for col in spec.jsons:
         if col in frame.columns:
             fixes.append(pl.col(col).map_elements(lambda s: to_json(json.loads(s)), pl.String))
+    for col in spec.lists:
+        if col not in frame.columns:
+            continue
+        dtype = frame.schema[col]
+        if not isinstance(dtype, pl.List | pl.Null):
+            raise ValueError(f"{table}.{col} must be a list of strings (or null), got {dtype}")
+        # a column of only empty lists arrives as list[null]; the table wants list[str]
+        fixes.append(pl.col(col).cast(pl.List(pl.String)))
     return frame.with_columns(fixes) if fixes else frame

@@ -107,6 +107,16 @@ CREATE TABLE rules_seen (
 """,
     ),
     Migration(2, "5-minute and hourly roll-ups of node and guest samples", _rollups()),
+    Migration(
+        3,
+        "guest_config: slowly changing per-guest facts from the guest config",
+        """
+CREATE TABLE guest_config (
+    vmid INTEGER PRIMARY KEY, node VARCHAR, kind VARCHAR, local_resources VARCHAR[],
+    local_disk_bytes BIGINT, checked TIMESTAMP
+);
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

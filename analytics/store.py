@@ -182,6 +182,10 @@ class Store:
             "QUALIFY row_number() OVER (PARTITION BY vmid ORDER BY ts DESC) = 1 ORDER BY vmid"
         )
 
+    def guest_configs(self) -> pl.DataFrame:
+        """Every guest's config facts (``guest_config``), sorted by vmid."""
+        return self.read("SELECT * FROM guest_config ORDER BY vmid")
+
 
 __all__ = [
     "Backoff",

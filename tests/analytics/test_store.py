@@ -382,3 +382,67 @@ def test_a_writer_and_a_notebook_reader_in_two_processes_lose_nothing_for_30_s(
     assert wrote["written"] > 100 and len(read["counts"]) > 100  # both sides really interleaved
     assert read["counts"] == sorted(read["counts"])
     assert count(path, "guest_samples") == wrote["written"]
+
+
+# --- guest config ----------------------------------------------------------------------------
+
+
+def config_frame(vmids: list[int], node: str, resources: list[list[str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "vmid": vmids,
+            "node": node,
+            "kind": "qemu",
+            "local_resources": resources,
+            "local_disk_bytes": [v * 1024**3 for v in vmids],
+            "checked": T0,
+        }
+    )
+
+
+def test_guest_config_upserts_replace_a_guests_facts_and_read_back_sorted(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    assert store.upsert("guest_config", config_frame([102, 101], "pve1", [["usb0"], []])) == 2
+    later = config_frame([102], "pve2", [["hostpci0", "usb1"]]).with_columns(
+        checked=pl.lit(T0 + timedelta(hours=6))
+    )
+    assert store.upsert("guest_config", later) == 1
+    configs = store.guest_configs()
+    assert configs["vmid"].to_list() == [101, 102]
+    assert configs["node"].to_list() == ["pve1", "pve2"]
+    assert configs["local_resources"].to_list() == [[], ["hostpci0", "usb1"]]
+    assert configs["checked"].to_list() == [T0, T0 + timedelta(hours=6)]
+    assert configs["local_disk_bytes"].to_list() == [101 * 1024**3, 102 * 1024**3]
+
+
+def test_guest_config_accepts_a_frame_whose_lists_are_all_empty(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    store.upsert("guest_config", config_frame([100], "pve1", [[]]))
+    assert store.guest_configs()["local_resources"].to_list() == [[]]
+
+
+def test_guest_config_refuses_local_resources_that_are_not_a_list(tmp_path: Path) -> None:
+    frame = config_frame([100], "pve1", [[]]).with_columns(local_resources=pl.lit("usb0"))
+    with pytest.raises(ValueError, match=r"guest_config\.local_resources must be a list"):
+        Store(tmp_path / "h.duckdb").upsert("guest_config", frame)
+
+
+def test_a_file_at_an_older_schema_version_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "h.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+            "description VARCHAR NOT NULL, applied TIMESTAMP NOT NULL)"
+        )
+        for step in MIGRATIONS[:2]:
+            con.execute(step.sql)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [step.version, "old"])
+        con.execute(
+            "INSERT INTO guest_samples (vmid, ts, node, kind) VALUES (100, ?, 'a', 'lxc')", [T0]
+        )
+    store = Store(path)
+    assert store.migrate() == LATEST
+    assert store.guest_configs().is_empty()
+    assert store.latest_guest_samples()["vmid"].to_list() == [100]
