@@ -21,7 +21,15 @@ from pvesim.api import router as pve_router
 from pvesim.api.cluster import RawJson
 from pvesim.api.control import control as control_router
 from pvesim.api.params import ApiError
-from pvesim.api.routing import Identity, Reply, Request, Route, Router, bind_params
+from pvesim.api.routing import (
+    Identity,
+    Reply,
+    Request,
+    RequestCounter,
+    Route,
+    Router,
+    bind_params,
+)
 from pvesim.auth import Authenticator
 from pvesim.cluster import Cluster
 
@@ -49,6 +57,7 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.tls = tls
         self.fault_rng = random.Random(seed)
         self.fault_lock = threading.Lock()
+        self.counter = RequestCounter()  # PVE API requests only, read through /_sim/requests
         super().__init__(address, SimRequestHandler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -149,6 +158,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         srv = self.server
         cluster = srv.cluster
         route, bound = router.match(method, path, cluster.version)
+        if router is pve_router:  # the control API is not counted
+            srv.counter.add(method, route.template)
         identity = None
         if not route.public:
             try:
@@ -176,6 +187,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 method=method,
                 path=path,
                 login=srv.auth.login,
+                counter=srv.counter,
             )
             if route.privilege is not None:
                 priv, acl = route.privilege

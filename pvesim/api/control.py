@@ -1,4 +1,4 @@
-"""The simulator's own control API under /_sim: faults, clock, and the event log.
+"""The simulator's own control API under /_sim: faults, clock, event log, request counts.
 
 It lives outside PVE's namespace so no PVE client can hit it by accident, and it uses the same
 authentication so a test drives it with the credentials it already has.
@@ -189,3 +189,17 @@ def set_clock(req: Request) -> dict[str, float]:
         c.clock.advance(req.params["advance"])
     now = c.catch_up()
     return {"now": now, "speed": c.clock.speed}
+
+
+@control.add("GET", "/_sim/requests")
+def requests_made(req: Request) -> dict[str, Any]:
+    """PVE API requests served since start or the last reset (control calls not counted)."""
+    assert req.counter is not None
+    counts = req.counter.snapshot()
+    return {"total": sum(counts.values()), "routes": counts}
+
+
+@control.add("DELETE", "/_sim/requests")
+def reset_requests(req: Request) -> None:
+    assert req.counter is not None
+    req.counter.reset()

@@ -1,4 +1,4 @@
-"""/nodes and the per-node endpoints: status, version, rrddata, storage, tasks."""
+"""/nodes and the per-node endpoints: status, version, time, rrddata, storage, tasks."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def nodes(req: Request) -> list[dict[str, Any]]:
 @router.add("GET", "/nodes/{node}", N)
 def node_index(req: Request) -> list[dict[str, str]]:
     node_of(req)
-    names = ["qemu", "lxc", "status", "version", "rrddata", "storage", "tasks"]
+    names = ["qemu", "lxc", "status", "version", "time", "rrddata", "storage", "tasks"]
     return [{"name": n} for n in names]
 
 
@@ -110,6 +110,15 @@ def node_version(req: Request) -> dict[str, Any]:
     node_of(req)
     full, repoid = PVE_RELEASE[req.cluster.version]
     return {"version": full, "release": req.cluster.version, "repoid": repoid}
+
+
+@router.add("GET", "/nodes/{node}/time", N, privilege=("Sys.Audit", "/nodes/{node}"), proxied=True)
+def node_time(req: Request) -> dict[str, Any]:
+    """The virtual clock, as the node would tell it: clients date samples by the cluster's time."""
+    node_of(req)
+    now = int(req.now)
+    # simulated nodes run on UTC, so local time and UTC agree
+    return {"time": now, "localtime": now, "timezone": "UTC"}
 
 
 RRD_PARAMS = {

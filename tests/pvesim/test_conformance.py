@@ -240,6 +240,7 @@ CALLS: dict[str, list[dict[str, Any]]] = {
     "GET /nodes/{node}": [{"node": "pve1"}],
     "GET /nodes/{node}/status": [{"node": n} for n in NODES],
     "GET /nodes/{node}/version": [{"node": "pve2"}],
+    "GET /nodes/{node}/time": [{"node": n} for n in NODES],
     "GET /nodes/{node}/rrddata": [
         {"node": "pve1", "timeframe": "hour"},
         {"node": "pve2", "timeframe": "day", "cf": "MAX"},
