@@ -14,7 +14,8 @@ DEFAULT_TIMEOUT = 35.0
 class PveEndpoint(BaseModel):
     """A PVE API endpoint: API token (recommended) or user + password."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # pydantic would echo the raw input (passwords included) in its error messages
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     host: str = Field(min_length=1)
     port: int = Field(8006, ge=1, le=65535)

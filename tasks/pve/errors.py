@@ -97,6 +97,8 @@ def classify(exc: BaseException, path: str, who: str) -> PveError:
             "from a node), or to false only on a lab network",
             path,
         )
+    if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
+        return TlsError(None, f"the CA bundle given as verify cannot be read: {exc}", path)
     if isinstance(exc, requests.exceptions.Timeout):
         return TransientError(None, "timed out waiting for the cluster", path)
     if isinstance(exc, requests.exceptions.ConnectionError):
