@@ -1,0 +1,230 @@
+"""Forecasts for the planner and the training that keeps the models honest.
+
+The store keeps raw samples (every ingest) and 5-minute roll-ups; the forecaster wants each
+guest's series on a regular 5-minute grid, so samples are averaged per 5-minute bucket and gaps
+(a missed ingest, a node that was offline) are filled with the last value seen, which is what
+the baselines would assume too.
+
+CPU is forecast in PVE's unit (busy fraction of the guest's own vCPUs) and handed to the planner
+in host cores (× vCPUs); memory in bytes. A guest without a usable forecast is planned on its
+current load (the engine's default), and the plan says how many guests that was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analytics import Store
+from analytics.backtest import score
+from analytics.baselines import BASELINES, Forecaster
+from analytics.forecaster import LoadForecaster, time_split
+from analytics.model_store import ModelLoadError, load_latest, promote, read_metadata, save
+from analytics.model_store import versions as model_versions
+from engine import Forecast, Guest
+
+GRID = 300  # seconds per grid step
+COLUMNS = ("cpu", "mem")
+
+
+def model_root(model_dir: Path, column: str, horizon_min: int) -> Path:
+    return model_dir / f"{column}-{horizon_min}m"
+
+
+def to_grid(frame: pl.DataFrame, key: str, value_cols: Sequence[str]) -> pl.DataFrame:
+    """`series, ts, <cols>`: per-5-minute means on a gap-free grid, gaps forward-filled."""
+    if frame.is_empty():
+        schema: dict[str, Any] = {"series": pl.String, "ts": pl.Int64}
+        schema.update({c: pl.Float64 for c in value_cols})
+        return pl.DataFrame(schema=schema)
+    ts = pl.col("ts")
+    if isinstance(frame.schema["ts"], pl.Datetime):
+        ts = ts.dt.epoch("s")
+    buckets = (
+        frame.select(
+            pl.col(key).cast(pl.String).alias("series"),
+            (ts.cast(pl.Int64) // GRID * GRID).alias("ts"),
+            *(pl.col(c).cast(pl.Float64) for c in value_cols),
+        )
+        .group_by("series", "ts")
+        .agg(pl.col(c).mean() for c in value_cols)
+    )
+    spans = buckets.group_by("series").agg(
+        pl.int_ranges(pl.col("ts").min(), pl.col("ts").max() + GRID, GRID).alias("ts")
+    )
+    grid = spans.explode("ts")
+    return (
+        grid.join(buckets, on=["series", "ts"], how="left")
+        .sort("series", "ts")
+        .with_columns(pl.col(c).forward_fill().over("series") for c in value_cols)
+    )
+
+
+def recent_history(store: Store, now: float, hours: float = 24.0) -> pl.DataFrame:
+    """The last `hours` of raw guest samples on the 5-minute grid (`series, ts, cpu, mem, cpus`)."""
+    end = datetime.fromtimestamp(now, UTC) + timedelta(seconds=1)
+    raw = store.guest_window(end - timedelta(hours=hours), end)
+    return to_grid(raw, "vmid", ("cpu", "mem", "cpus"))
+
+
+@dataclass(frozen=True)
+class ForecastSet:
+    forecasts: tuple[Forecast, ...]
+    modelled: int  # guests forecast by a trained model (or its short-history fallback)
+    note: str
+
+
+def _latest(model_dir: Path, column: str, horizon_min: int) -> tuple[LoadForecaster | None, str]:
+    try:
+        return load_latest(model_root(model_dir, column, horizon_min)), ""
+    except ModelLoadError as exc:
+        return None, str(exc)
+
+
+def predict(
+    store: Store, model_dir: Path, guests: Sequence[Guest], horizon_min: int, now: float
+) -> ForecastSet:
+    """Per running guest: mean and p90 of CPU (host cores) and memory (bytes) over the horizon."""
+    models = {c: _latest(model_dir, c, horizon_min) for c in COLUMNS}
+    missing = [f"{c}: {why}" for c, (m, why) in models.items() if m is None]
+    if missing:
+        return ForecastSet(
+            (), 0, "no trained model, planning on current load (" + "; ".join(missing) + ")"
+        )
+    history = recent_history(store, now)
+    if history.is_empty():
+        return ForecastSet((), 0, "no history yet, planning on current load")
+    out: dict[str, dict[int, tuple[float, float]]] = {}
+    for column, (model, _) in models.items():
+        assert model is not None
+        frame = history.select("series", "ts", column).drop_nulls()
+        pred = model.predict(frame)
+        out[column] = {
+            int(r["series"]): (float(r["mean"]), float(r["p90"]))
+            for r in pred.iter_rows(named=True)
+            if r["mean"] is not None and math.isfinite(r["mean"])
+        }
+    forecasts: list[Forecast] = []
+    for g in guests:
+        if not g.running or g.vmid not in out["cpu"] or g.vmid not in out["mem"]:
+            continue
+        cpu, cpu_p90 = out["cpu"][g.vmid]
+        mem, mem_p90 = out["mem"][g.vmid]
+        cores = max(1, g.vcpus)
+        cpu_m, cpu_q = max(0.0, cpu) * cores, max(0.0, cpu, cpu_p90) * cores
+        mem_m = min(max(0.0, mem), float(g.mem_max or mem))
+        mem_q = min(max(mem_m, mem_p90), float(g.mem_max or mem_p90))
+        forecasts.append(Forecast(g.vmid, cpu_m, cpu_q, mem_m, mem_q))
+    running = sum(1 for g in guests if g.running)
+    note = f"{len(forecasts)} of {running} running guests forecast {horizon_min} min ahead"
+    return ForecastSet(tuple(forecasts), len(forecasts), note)
+
+
+def _after(forecaster: Forecaster, start_ts: int) -> Forecaster:
+    """Score a forecaster only at validation origins (null before them)."""
+
+    def forecast(frame: pl.DataFrame, column: str, horizon_min: int) -> pl.DataFrame:
+        out = forecaster(frame, column, horizon_min)
+        valid = pl.col("ts") >= start_ts
+        return out.with_columns(
+            pl.when(valid).then("mean").alias("mean"), pl.when(valid).then("p90").alias("p90")
+        )
+
+    return forecast
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    column: str
+    horizon_min: int
+    series: int
+    rows: int
+    scores: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    current: dict[str, float] | None
+    promoted: bool
+    path: str | None
+    detail: str
+
+
+def training_frame(store: Store, now: float, days: float) -> pl.DataFrame:
+    end = datetime.fromtimestamp(now, UTC)
+    rolled = store.guest_window(end - timedelta(days=days), end, resolution="5m")
+    rolled = rolled.rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"})
+    raw_since = end - timedelta(days=days)
+    newest = rolled["ts"].max() if not rolled.is_empty() else None
+    if isinstance(newest, datetime):
+        raw_since = newest + timedelta(minutes=5)
+    raw = store.guest_window(raw_since, end + timedelta(seconds=1))
+    parts = [f.select("vmid", "ts", "cpu", "mem") for f in (rolled, raw) if not f.is_empty()]
+    if not parts:
+        return to_grid(pl.DataFrame(), "vmid", ("cpu", "mem"))
+    return to_grid(pl.concat(parts, how="vertical_relaxed"), "vmid", ("cpu", "mem"))
+
+
+def train_one(
+    frame: pl.DataFrame, model_dir: Path, column: str, horizon_min: int, keep: int
+) -> TrainingResult:
+    """Fit on the first 80 % of the time range, score on the rest against the naive baselines
+    and the current model, and save the candidate only when `promote` says it wins."""
+    data = frame.select("series", "ts", column).drop_nulls()
+    series = data["series"].n_unique()
+    if data.height < 200 or series == 0:
+        return TrainingResult(
+            column,
+            horizon_min,
+            series,
+            data.height,
+            {},
+            {},
+            None,
+            False,
+            None,
+            f"too little history to train ({data.height} rows on the 5-minute grid)",
+        )
+    start_ts = time_split(data, 0.8)
+    model = LoadForecaster(column, horizon_min).fit(data.filter(pl.col("ts") < start_ts))
+    scores = score(data, _after(model.forecast, start_ts), column, horizon_min)
+    baselines = {
+        name: score(data, _after(f, start_ts), column, horizon_min) for name, f in BASELINES.items()
+    }
+    root = model_root(model_dir, column, horizon_min)
+    current_scores: dict[str, float] | None = None
+    current, _ = _latest(model_dir, column, horizon_min)
+    if current is not None:
+        current_scores = score(data, _after(current.forecast, start_ts), column, horizon_min)
+    won = promote(scores, current_scores, baselines)
+    path = str(save(model, root, validation_scores=scores, keep=keep)) if won else None
+    best = min(baselines.items(), key=lambda kv: kv[1]["mae"])
+    detail = (
+        f"MAE {scores['mae']:.4g} vs best baseline {best[0]} {best[1]['mae']:.4g}"
+        + (f", current model {current_scores['mae']:.4g}" if current_scores else "")
+        + ("; promoted" if won else "; kept the current model")
+    )
+    return TrainingResult(
+        column,
+        horizon_min,
+        series,
+        data.height,
+        scores,
+        baselines,
+        current_scores,
+        won,
+        path,
+        detail,
+    )
+
+
+def saved_models(model_dir: Path, horizon_min: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for column in COLUMNS:
+        found = model_versions(model_root(model_dir, column, horizon_min))
+        if found:
+            out[column] = read_metadata(found[-1])
+    return out

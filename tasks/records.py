@@ -1,0 +1,99 @@
+"""Writing to the history store from flow runs: one writer process at a time, across hosts.
+
+DuckDB admits one writing process per file and fails the others' opens at once. The store
+already backs off on that error; holding the ``proxflow-store`` slot on top makes concurrent
+flow runs queue in Prefect instead of spinning against the file lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from analytics import Store
+from tasks.limits import store_slot
+
+
+def write(store: Store, table: str, frame: pl.DataFrame, *, upsert: bool = False) -> int:
+    return write_many(store, [(table, frame, upsert)])[0]
+
+
+def write_many(store: Store, batches: list[tuple[str, pl.DataFrame, bool]]) -> list[int]:
+    """Write several frames while holding the writer slot once: `(table, frame, upsert)`."""
+    if all(frame.is_empty() for _, frame, _ in batches):
+        return [0] * len(batches)
+    with store_slot():
+        return [
+            (store.upsert(t, f) if up else store.append(t, f)) if not f.is_empty() else 0
+            for t, f, up in batches
+        ]
+
+
+@dataclass
+class MigrationRow:
+    """One migration's record, written whole at every step (intent, running, outcome)."""
+
+    id: str
+    plan_id: str
+    vmid: int
+    source: str
+    target: str
+    upid: str | None = None
+    status: str = "intent"  # intent → running → ok | failed | skipped
+    started: float | None = None
+    finished: float | None = None
+    result: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def frame(self) -> pl.DataFrame:
+        row = asdict(self)
+        row.pop("extra")
+        return pl.DataFrame(
+            [row],
+            schema={
+                "id": pl.String,
+                "plan_id": pl.String,
+                "vmid": pl.Int64,
+                "source": pl.String,
+                "target": pl.String,
+                "upid": pl.String,
+                "status": pl.String,
+                "started": pl.Float64,
+                "finished": pl.Float64,
+                "result": pl.String,
+            },
+        )
+
+
+def record_migration(store: Store, row: MigrationRow) -> None:
+    write(store, "migrations", row.frame(), upsert=True)
+
+
+def unfinished_migrations(store: Store) -> list[MigrationRow]:
+    """Records a crashed run left behind: intent written, outcome never."""
+    frame = store.read(
+        "SELECT id, plan_id, vmid, source, target, upid, status, "
+        "epoch(started) AS started, result FROM migrations "
+        "WHERE status IN ('intent', 'running') ORDER BY started"
+    )
+    return [
+        MigrationRow(
+            id=r["id"],
+            plan_id=r["plan_id"],
+            vmid=int(r["vmid"]),
+            source=r["source"],
+            target=r["target"],
+            upid=r["upid"],
+            status=r["status"],
+            started=r["started"],
+            result=r["result"] or "",
+        )
+        for r in frame.iter_rows(named=True)
+    ]
+
+
+def now() -> float:
+    return time.time()
