@@ -426,6 +426,30 @@ def place(
 
 
 @app.command()
+def capacity(
+    html: Annotated[
+        Path | None, typer.Option(help="also write the report as one HTML file")
+    ] = None,
+    days: Annotated[float, typer.Option(help="days of history to look at")] = 30.0,
+) -> None:
+    """Headroom now and at the horizon, days until CPU or memory runs out, N+1, movers."""
+    from analytics.report import n_plus_one_verdict, table_rows
+    from flows.capacity import capacity_report
+    from flows.views import rows_table
+
+    _settings()
+    with _failures():
+        outcome = capacity_report(html=str(html) if html else None, days=days)
+    for section, rows in table_rows(outcome.report).items():
+        if rows:
+            console.print(rows_table(section, rows))
+    for line in n_plus_one_verdict(outcome.report):
+        console.print(line)
+    if outcome.html_path:
+        console.print(f"wrote {outcome.html_path}")
+
+
+@app.command()
 def setup(
     pool: Annotated[str, typer.Option(help="process work pool to create")] = "proxflow",
 ) -> None:

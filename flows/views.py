@@ -184,3 +184,13 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "loads_before": [asdict(n) for n in plan.loads_before],
         "loads_after": [asdict(n) for n in plan.loads_after],
     }
+
+
+def rows_table(title: str, rows: Sequence[dict[str, Any]], limit: int = 40) -> Table:
+    """Any list of flat records (artifact rows) as a table, the first `limit` of them."""
+    table = Table(title=title.replace("_", " ").capitalize())
+    for col in rows[0]:
+        table.add_column(str(col))
+    for row in rows[:limit]:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    return table

@@ -80,7 +80,9 @@ class ForecastSet:
     note: str
 
 
-def _latest(model_dir: Path, column: str, horizon_min: int) -> tuple[LoadForecaster | None, str]:
+def latest_model(
+    model_dir: Path, column: str, horizon_min: int
+) -> tuple[LoadForecaster | None, str]:
     try:
         return load_latest(model_root(model_dir, column, horizon_min)), ""
     except ModelLoadError as exc:
@@ -91,7 +93,7 @@ def predict(
     store: Store, model_dir: Path, guests: Sequence[Guest], horizon_min: int, now: float
 ) -> ForecastSet:
     """Per running guest: mean and p90 of CPU (host cores) and memory (bytes) over the horizon."""
-    models = {c: _latest(model_dir, c, horizon_min) for c in COLUMNS}
+    models = {c: latest_model(model_dir, c, horizon_min) for c in COLUMNS}
     missing = [f"{c}: {why}" for c, (m, why) in models.items() if m is None]
     if missing:
         return ForecastSet(
@@ -196,7 +198,7 @@ def train_one(
     }
     root = model_root(model_dir, column, horizon_min)
     current_scores: dict[str, float] | None = None
-    current, _ = _latest(model_dir, column, horizon_min)
+    current, _ = latest_model(model_dir, column, horizon_min)
     if current is not None:
         current_scores = score(data, _after(current.forecast, start_ts), column, horizon_min)
     won = promote(scores, current_scores, baselines)
