@@ -1,0 +1,56 @@
+"""History from rrddata: the store's columns, missing points omitted, bounded concurrency."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.model import Guest
+from tasks.pve.backfill import guest_rows
+from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA
+from tests.conftest import Control
+from tests.tasks.pve.support import connect, requests_made
+
+START = 1_795_000_000  # the small scenario's simulated epoch
+
+
+def test_an_hour_of_history_comes_back_in_the_store_s_columns(sim, control: Control):
+    gateway = connect(sim)
+    control.delete("requests")
+    nodes, guests = gateway.backfill("hour", workers=3)
+    assert nodes.schema == NODE_SCHEMA and guests.schema == GUEST_SCHEMA
+    assert sorted(set(nodes["node"])) == ["pve1", "pve2", "pve3"]
+    assert nodes["ts"].min() >= START - 3600 and nodes["ts"].max() <= START
+    assert nodes["ts"].n_unique() > 50  # 60 s steps
+    assert set(guests["vmid"]) == {100, 101, 102, 103, 104, 105, 200, 201}  # 106 is stopped
+    assert guests.filter(vmid=200)["kind"].unique().to_list() == ["lxc"]
+    assert guests["netin"].null_count() == guests.height  # RRD rates are not the store's counters
+    made = requests_made(control)
+    assert made["GET /nodes/{node}/rrddata"] == 3
+    assert made["GET /nodes/{node}/qemu/{vmid}/rrddata"] == 7
+    assert made["GET /nodes/{node}/lxc/{vmid}/rrddata"] == 2
+
+
+def test_guest_cpu_is_kept_as_pve_s_fraction_of_the_guest_s_vcpus(sim):
+    _, guests = connect(sim).backfill("hour")
+    web = guests.filter(vmid=100)
+    assert web["cpus"].unique().to_list() == [2.0]
+    assert 0 < web["cpu"].mean() < 1
+
+
+def test_points_without_a_cpu_value_are_omitted():
+    g = Guest(100, "web", "pve1", vcpus=2)
+    rows = guest_rows(g, [{"time": 60, "cpu": 0.5, "maxcpu": 2, "mem": 5}, {"time": 120}, "x"])
+    assert [r[1] for r in rows] == [60]
+
+
+def test_an_unknown_timeframe_is_refused_naming_the_allowed_ones(sim):
+    with pytest.raises(ValueError, match="timeframe 'fortnight' is not one of hour, day, week"):
+        connect(sim).backfill("fortnight")
+
+
+def test_history_of_guests_on_an_offline_node_is_skipped_not_fatal(sim, control: Control):
+    gateway = connect(sim)
+    control.post("nodes/pve2/offline")
+    nodes, guests = gateway.backfill("hour")
+    assert 102 not in set(guests["vmid"]) and 100 in set(guests["vmid"])
+    assert "pve2" in set(nodes["node"])  # node rrddata is not proxied: the cluster still has it
