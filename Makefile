@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-pvesim bench-planner bench-forecast bench-store clean sim
+.PHONY: demo test lint typecheck unit bench bench-pvesim bench-planner bench-forecast bench-store bench-ingest clean sim
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "proxflow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -29,7 +29,7 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: bench-pvesim bench-planner bench-forecast bench-store
+bench: bench-pvesim bench-planner bench-forecast bench-store bench-ingest
 
 bench-pvesim: $(STAMP)
 	$(BIN)/python bench/pvesim.py
@@ -42,6 +42,9 @@ bench-forecast: $(STAMP)
 
 bench-store: $(STAMP)
 	$(BIN)/python bench/store.py
+
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/ingest.py
 
 sim: $(STAMP)
 	$(BIN)/proxflow sim --scenario demo
