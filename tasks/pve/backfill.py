@@ -22,6 +22,8 @@ from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA, frame
 from tasks.pve.transport import Transport
 
 log = logging.getLogger("proxflow.pve")
+# requests keeps 10 connections per host; more threads would open and drop extra ones
+MAX_WORKERS = 10
 TIMEFRAMES = ("hour", "day", "week", "month", "year")
 
 
@@ -109,7 +111,9 @@ def read_history(
     node_out: list[tuple[Any, ...]] = []
     guest_out: list[tuple[Any, ...]] = []
     failed: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pve-rrd") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(workers, MAX_WORKERS)), thread_name_prefix="pve-rrd"
+    ) as pool:
         futures = {pool.submit(job): label for label, job in jobs}
         for done, future in enumerate(as_completed(futures), start=1):
             label = futures[future]

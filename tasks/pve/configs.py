@@ -26,6 +26,8 @@ from tasks.pve.inventory import GuestConfig
 from tasks.pve.transport import Transport
 
 log = logging.getLogger("proxflow.pve")
+# requests keeps 10 connections per host; more threads would open and drop extra ones
+MAX_WORKERS = 10
 
 _SIZE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?)([KMGT]?)(?:,|$)")
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -86,7 +88,9 @@ def read_configs(
 
     out: dict[int, GuestConfig] = {}
     failed: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pve-config") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(workers, MAX_WORKERS)), thread_name_prefix="pve-config"
+    ) as pool:
         futures = {pool.submit(one, g): g for g in wanted}
         for done, future in enumerate(as_completed(futures), start=1):
             g = futures[future]

@@ -60,12 +60,18 @@ class PrivilegeError(PveError):
     def __init__(self, who: str, missing: list[str], path: str) -> None:
         self.who = who
         self.missing = tuple(missing)
-        acl = sorted({m.split(" on ", 1)[1] for m in missing if " on " in m})
-        grant = (
-            f"grant them with 'pveum acl modify {acl[0] if len(acl) == 1 else '<path>'} "
-            f"--{'tokens' if '!' in who else 'users'} {who} --roles <a role holding them>'"
+        by_path: dict[str, list[str]] = {}
+        for item in missing:
+            priv, _, acl = item.partition(" on ")
+            by_path.setdefault(acl or "/", []).append(priv)
+        flag = "--tokens" if "!" in who else "--users"
+        grants = "; ".join(
+            f"pveum acl modify {acl} {flag} {who} --roles <a role with {', '.join(privs)}>"
+            for acl, privs in by_path.items()
         )
-        super().__init__(403, f"{_kind(who)} {who} lacks {', '.join(missing)}; {grant}", path)
+        super().__init__(
+            403, f"{_kind(who)} {who} lacks {', '.join(missing)}; grant: {grants}", path
+        )
 
 
 def _kind(who: str) -> str:

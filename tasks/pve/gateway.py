@@ -115,9 +115,16 @@ class Gateway:
                 "/cluster/status",
             )
 
-    def cluster_time(self, online: Iterable[str] | None = None) -> float:
-        """The cluster's clock (epoch seconds), read from an online node."""
-        if online is not None:
+    def cluster_time(self) -> float:
+        """The cluster's clock (epoch seconds), read from an online node.
+
+        Samples are dated by the cluster, not by this host: the nodes' clocks are what PVE
+        stamps RRD points and tasks with, and a simulated cluster runs on its own clock.
+        """
+        return self._time(None)
+
+    def _time(self, online: Iterable[str] | None) -> float:
+        if online is not None:  # the inventory knows who is up: no call to find out
             names = sorted(online)
             if self._time_node not in names:
                 self._time_node = names[0] if names else None
@@ -158,7 +165,7 @@ class Gateway:
             for e in entries
             if isinstance(e, dict) and e.get("type") == "node" and e.get("status") == "online"
         ]
-        taken_at = self.cluster_time(online)
+        taken_at = self._time(online)
         ts = int(taken_at)
         parsed = resources.parse(entries, ts, maintenance)
         self._shared = frozenset(parsed.shared_storages)
@@ -237,6 +244,8 @@ class Gateway:
         poll: float = 1.0,
         on_progress: Callable[[str, str], None] | None = None,
     ) -> waiting.TaskOutcome:
+        """Poll the task every `poll` s until it ends (HA requests: until the migration they
+        cause ends) or `timeout` s pass; `on_progress(upid, state)` hears each poll."""
         return waiting.wait(
             self._api,
             upid,

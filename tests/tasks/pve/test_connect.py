@@ -98,9 +98,11 @@ def test_missing_privileges_are_each_named_with_their_path(make_sim):
     assert gateway.missing_privileges() == ["VM.Migrate on /vms", "Datastore.Audit on /storage"]
     with pytest.raises(PrivilegeError) as failed:
         gateway.check_privileges()
-    assert str(failed.value).startswith(
-        "token root@pam!proxflow lacks VM.Migrate on /vms, Datastore.Audit on /storage; "
-        "grant them with 'pveum acl modify <path> --tokens root@pam!proxflow"
+    assert str(failed.value) == (
+        "token root@pam!proxflow lacks VM.Migrate on /vms, Datastore.Audit on /storage; grant: "
+        "pveum acl modify /vms --tokens root@pam!proxflow --roles <a role with VM.Migrate>; "
+        "pveum acl modify /storage --tokens root@pam!proxflow --roles <a role with "
+        "Datastore.Audit> (HTTP 403 on /access/permissions)"
     )
 
 
