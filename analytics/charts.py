@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -157,10 +158,17 @@ def _color(index: int, chosen: str | None) -> str:
     return chosen or PALETTE[index % len(PALETTE)]
 
 
-def _path(points: Sequence[tuple[float, float]], breaks: set[int]) -> str:
-    parts = []
+def _path(points: Sequence[tuple[float, float]], starts: set[int]) -> str:
+    """An SVG path through ``points``; a new segment begins at each index in ``starts`` and
+    after any point that is not a finite number (a missing reading)."""
+    parts: list[str] = []
+    pen_up = True
     for i, (x, y) in enumerate(points):
-        parts.append(f"{'M' if i == 0 or i in breaks else 'L'}{x:.1f} {y:.1f}")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            pen_up = True
+            continue
+        parts.append(f"{'M' if pen_up or i in starts else 'L'}{x:.1f} {y:.1f}")
+        pen_up = False
     return " ".join(parts)
 
 
@@ -173,16 +181,75 @@ def _gaps(x: Sequence[float]) -> set[int]:
     return {i + 1 for i, (a, b) in enumerate(itertools.pairwise(x)) if b - a > 3 * usual}
 
 
-def _legend(entries: Sequence[tuple[str, str, bool]], x: float, y: float) -> list[str]:
+@dataclass(frozen=True)
+class _Key:
+    label: str
+    color: str
+    dash: str | None
+
+
+_KEY_CHARS = 24  # legend text wraps at this many characters
+
+
+def _legend_height(keys: Sequence[_Key]) -> float:
+    return sum(18 + 13 * (len(textwrap.wrap(k.label, _KEY_CHARS)) - 1) for k in keys)
+
+
+def _legend(keys: Sequence[_Key], x: float, y: float) -> list[str]:
     out = []
-    for i, (label, color, dashed) in enumerate(entries):
-        top = y + i * 18
-        dash = ' stroke-dasharray="5 3"' if dashed else ""
+    for key in keys:
+        dash = f' stroke-dasharray="{key.dash}"' if key.dash else ""
         out.append(
-            f'<line x1="{x:.1f}" y1="{top:.1f}" x2="{x + 18:.1f}" y2="{top:.1f}" '
-            f'stroke="{color}" stroke-width="2.5"{dash}/>'
+            f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x + 18:.1f}" y2="{y:.1f}" '
+            f'stroke="{key.color}" stroke-width="2.5"{dash}/>'
         )
-        out.append(_text(x + 24, top + 4, _short(label, 22), size=11))
+        for n, part in enumerate(textwrap.wrap(key.label, _KEY_CHARS) or [""]):
+            out.append(_text(x + 24, y + 4 + 13 * n, part, size=11))
+        y += 18 + 13 * (len(textwrap.wrap(key.label, _KEY_CHARS)) - 1)
+    return out
+
+
+def _y_axis(ticks: list[float], scale: Scale, box: Box, unit: str) -> list[str]:
+    out = []
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    for t in ticks:
+        y = scale(t)
+        out.append(
+            f'<line x1="{box.left:.1f}" y1="{y:.1f}" x2="{box.right:.1f}" y2="{y:.1f}" '
+            f'stroke="{GRID}"/>'
+        )
+        out.append(_text(box.left - 6, y + 4, format_number(t, step), anchor="end", size=10))
+    out.append(_text(box.left - 6, box.top - 8, unit, anchor="end", size=10, fill=MUTED))
+    return out
+
+
+def _time_axis(scale: Scale, box: Box) -> list[str]:
+    out = []
+    for t, label in time_ticks(scale.lo, scale.hi):
+        x = scale(t)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{box.bottom:.1f}" x2="{x:.1f}" y2="{box.bottom + 4:.1f}" '
+            f'stroke="{MUTED}"/>'
+        )
+        out.append(_text(x, box.bottom + 16, label, anchor="middle", size=10))
+    out.append(_text(box.right, box.bottom + 34, "UTC", anchor="end", size=10, fill=MUTED))
+    return out
+
+
+def _series(line: Line, color: str, x: Scale, y: Scale) -> list[str]:
+    out = []
+    if line.low is not None and line.high is not None:
+        upper = [(x(a), y(b)) for a, b in zip(line.x, line.high, strict=True)]
+        lower = [(x(a), y(b)) for a, b in zip(line.x, line.low, strict=True)]
+        ring = [p for p in (*upper, *reversed(lower)) if math.isfinite(p[0] + p[1])]
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in ring)
+        out.append(f'<polygon class="band" points="{points}" fill="{color}" fill-opacity="0.18"/>')
+    path = _path([(x(a), y(b)) for a, b in zip(line.x, line.y, strict=True)], _gaps(line.x))
+    dash = ' stroke-dasharray="5 3"' if line.dashed else ""
+    out.append(
+        f'<path class="series" d="{path}" fill="none" stroke="{color}" stroke-width="1.8" '
+        f'stroke-linejoin="round"{dash}><title>{escape(line.label)}</title></path>'
+    )
     return out
 
 
@@ -199,74 +266,48 @@ def line_chart(
     """Lines over time with a y-axis in ``unit``, optional bands and reference lines.
 
     The y-axis starts at ``y_floor`` (None: at the data's minimum) and ends on the first
-    round tick at or above the highest value, band or rule.
+    round tick at or above the highest value, band or rule. The legend sits to the right; the
+    chart grows taller when it needs the room.
     """
     for line in lines:
         lengths = {len(line.x), len(line.y)}
         lengths |= {len(b) for b in (line.low, line.high) if b is not None}
         if len(lengths) != 1:
             raise ValueError(f"series {line.label!r}: x, y and band differ in length {lengths}")
-    xs = [x for line in lines for x in line.x]
+    xs = [x for line in lines for x in line.x if math.isfinite(x)]
     ys = [y for line in lines for y in (*line.y, *(line.low or ()), *(line.high or ()))]
-    ys += [r.value for r in rules]
-    ys = [y for y in ys if math.isfinite(y)]
+    ys = [y for y in (*ys, *(r.value for r in rules)) if math.isfinite(y)]
+    colors = [_color(i, line.color) for i, line in enumerate(lines)]
+    keys = [
+        _Key(line.label, color, "5 3" if line.dashed else None)
+        for line, color in zip(lines, colors, strict=True)
+    ]
+    keys += [_Key(r.label, r.color, "2 3") for r in rules]
+    height = max(height, 34 + 6 + _legend_height(keys) + 10)
     box = Box(62, 34, width - 170, height - 40)
     svg = _open(width, height, title)
     if not xs or not ys:
         svg.append(_text((box.left + box.right) / 2, height / 2, "no data", anchor="middle"))
         return "\n".join([*svg, "</svg>"])
-    lo = min(ys) if y_floor is None else min(y_floor, *ys)
-    yt = nice_ticks(lo, max(ys))
-    ys_scale = Scale(yt[0], yt[-1], box.bottom, box.top)
-    xs_scale = Scale(min(xs), max(xs), box.left, box.right)
+    yt = nice_ticks(min(ys) if y_floor is None else min(y_floor, *ys), max(ys))
+    y_scale = Scale(yt[0], yt[-1], box.bottom, box.top)
+    x_scale = Scale(min(xs), max(xs), box.left, box.right)
     svg.append(
         f'<rect class="plot" x="{box.left:.1f}" y="{box.top:.1f}" '
         f'width="{box.right - box.left:.1f}" height="{box.bottom - box.top:.1f}" '
         f'fill="#fbfbfb" stroke="{GRID}"/>'
     )
-    step = yt[1] - yt[0] if len(yt) > 1 else 1.0
-    for t in yt:
-        y = ys_scale(t)
-        svg.append(
-            f'<line x1="{box.left:.1f}" y1="{y:.1f}" x2="{box.right:.1f}" y2="{y:.1f}" '
-            f'stroke="{GRID}"/>'
-        )
-        svg.append(_text(box.left - 6, y + 4, format_number(t, step), anchor="end", size=10))
-    svg.append(_text(box.left - 6, box.top - 8, unit, anchor="end", size=10, fill=MUTED))
-    for t, label in time_ticks(min(xs), max(xs)):
-        x = xs_scale(t)
-        svg.append(
-            f'<line x1="{x:.1f}" y1="{box.bottom:.1f}" x2="{x:.1f}" y2="{box.bottom + 4:.1f}" '
-            f'stroke="{MUTED}"/>'
-        )
-        svg.append(_text(x, box.bottom + 16, label, anchor="middle", size=10))
-    svg.append(_text(box.right, height - 6, "UTC", anchor="end", size=10, fill=MUTED))
-    entries: list[tuple[str, str, bool]] = []
-    for i, line in enumerate(lines):
-        color = _color(i, line.color)
-        if line.low is not None and line.high is not None:
-            upper = [(xs_scale(x), ys_scale(y)) for x, y in zip(line.x, line.high, strict=True)]
-            lower = [(xs_scale(x), ys_scale(y)) for x, y in zip(line.x, line.low, strict=True)]
-            points = " ".join(f"{x:.1f},{y:.1f}" for x, y in [*upper, *reversed(lower)])
-            svg.append(
-                f'<polygon class="band" points="{points}" fill="{color}" fill-opacity="0.18"/>'
-            )
-        points_xy = [(xs_scale(x), ys_scale(y)) for x, y in zip(line.x, line.y, strict=True)]
-        dash = ' stroke-dasharray="5 3"' if line.dashed else ""
-        svg.append(
-            f'<path class="series" d="{_path(points_xy, _gaps(line.x))}" fill="none" '
-            f'stroke="{color}" stroke-width="1.8" stroke-linejoin="round"{dash}>'
-            f"<title>{escape(line.label)}</title></path>"
-        )
-        entries.append((line.label, color, line.dashed))
+    svg += _y_axis(yt, y_scale, box, unit)
+    svg += _time_axis(x_scale, box)
+    for line, color in zip(lines, colors, strict=True):
+        svg += _series(line, color, x_scale, y_scale)
     for rule in rules:
-        y = ys_scale(rule.value)
+        y = y_scale(rule.value)
         svg.append(
             f'<line class="rule" x1="{box.left:.1f}" y1="{y:.1f}" x2="{box.right:.1f}" '
             f'y2="{y:.1f}" stroke="{rule.color}" stroke-width="1.5" stroke-dasharray="2 3"/>'
         )
-        entries.append((rule.label, rule.color, True))
-    svg += _legend(entries, box.right + 14, box.top + 6)
+    svg += _legend(keys, box.right + 14, box.top + 6)
     return "\n".join([*svg, "</svg>"])
 
 

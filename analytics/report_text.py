@@ -88,104 +88,123 @@ def _forecast_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def table_rows(report: CapacityReport) -> dict[str, list[dict[str, Any]]]:
-    """Per section, JSON-able rows (GiB, cores, ISO times) for table artifacts and the CLI."""
-    verdict = report.n_plus_one
-    rows: dict[str, list[dict[str, Any]]] = {
-        "summary": [
-            {
-                "title": report.title,
-                "generated_at": iso_time(report.generated_at),
-                "horizon_min": report.horizon_min,
-                "nodes_online": report.headroom.height - 1,
-                "nodes_offline": len(report.offline),
-                "guests": report.guests,
-                "history_days": report.history_days,
-                "n_plus_one": n_plus_one_verdict(report)[0],
-            }
-        ],
-        "headroom": [
-            {
-                "node": r["node"],
-                "cpus": int(r["cpus"]),
-                "cpu_free_now_cores": _num(r["cpu_free_now"], 2),
-                "cpu_free_horizon_cores": _num(r["cpu_free_horizon"], 2),
-                "mem_usable_gib": _num((r["memory"] - r["reserve"]) / GIB),
-                "mem_free_now_gib": _num(r["mem_free_now"] / GIB),
-                "mem_free_horizon_gib": _num(r["mem_free_horizon"] / GIB),
-            }
-            for r in report.headroom.iter_rows(named=True)
-        ],
-        "n_plus_one": [],
-        "stranded": [],
-        "exhaustion": [
+def _headroom_rows(report: CapacityReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "node": r["node"],
+            "cpus": int(r["cpus"]),
+            "cpu_free_now_cores": _num(r["cpu_free_now"], 2),
+            "cpu_free_horizon_cores": _num(r["cpu_free_horizon"], 2),
+            "mem_usable_gib": _num((r["memory"] - r["reserve"]) / GIB),
+            "mem_free_now_gib": _num(r["mem_free_now"] / GIB),
+            "mem_free_horizon_gib": _num(r["mem_free_horizon"] / GIB),
+        }
+        for r in report.headroom.iter_rows(named=True)
+    ]
+
+
+def _exhaustion_rows(report: CapacityReport) -> list[dict[str, Any]]:
+    out = []
+    for r in report.exhaustion.iter_rows(named=True):
+        unit, scale = ("GiB", GIB) if r["resource"] == "memory" else ("cores", 1)
+        slope = r["slope_per_day"]
+        out.append(
             {
                 "node": r["node"],
                 "resource": r["resource"],
-                "capacity": _num(r["capacity"] / (GIB if r["resource"] == "memory" else 1), 2),
-                "unit": "GiB" if r["resource"] == "memory" else "cores",
+                "capacity": _num(r["capacity"] / scale, 2),
+                "unit": unit,
                 "days": _num(r["days"]),
                 "days_pessimistic": _num(r["days_pessimistic"]),
                 "days_optimistic": _num(r["days_optimistic"]),
-                "trend_per_day": _num(
-                    (r["slope_per_day"] or 0) / (GIB if r["resource"] == "memory" else 1), 3
-                )
-                if r["slope_per_day"] is not None
-                else None,
+                "trend_per_day": _num(slope / scale, 3) if slope is not None else None,
                 "n_days": r["n_days"],
             }
-            for r in report.exhaustion.iter_rows(named=True)
-        ],
-        "imbalance": [
-            {
-                "day": r["day"].isoformat(),
-                "mean": _num(r["mean"], 3),
-                "max": _num(r["max"], 3),
-                "samples": r["samples"],
-            }
-            for r in _daily_imbalance(report.imbalance).iter_rows(named=True)
-        ],
-        "top_movers": [
-            {
-                "vmid": r["vmid"],
-                "name": r["name"],
-                "moves": r["moves"],
-                "gib_moved": _num(r["gib_moved"]),
-                "last_move": r["last_move"].strftime("%Y-%m-%d %H:%M UTC")
-                if r["last_move"] is not None
-                else None,
-            }
-            for r in report.top_movers.iter_rows(named=True)
-        ],
-        "forecast_vs_actual": (
-            _forecast_rows(report.forecast_vs_actual)
-            if report.forecast_vs_actual is not None
-            else []
-        ),
+        )
+    return out
+
+
+def _imbalance_rows(report: CapacityReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "day": r["day"].isoformat(),
+            "mean": _num(r["mean"], 3),
+            "max": _num(r["max"], 3),
+            "samples": r["samples"],
+        }
+        for r in _daily_imbalance(report.imbalance).iter_rows(named=True)
+    ]
+
+
+def _mover_rows(report: CapacityReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "vmid": r["vmid"],
+            "name": r["name"],
+            "moves": r["moves"],
+            "gib_moved": _num(r["gib_moved"]),
+            "last_move": (
+                r["last_move"].strftime("%Y-%m-%d %H:%M UTC") if r["last_move"] else None
+            ),
+        }
+        for r in report.top_movers.iter_rows(named=True)
+    ]
+
+
+def _n_plus_one_rows(report: CapacityReport) -> list[dict[str, Any]]:
+    verdict = report.n_plus_one
+    if verdict is None:
+        return []
+    return [
+        {
+            "node": r["node"],
+            "lost": r["node"] == verdict.node,
+            "cpu_p90_cores": _num(r["cpu_p90"], 2),
+            "cpu_pct": _pct(r["cpu_p90"], r["cpus"]),
+            "mem_p90_gib": _num(r["mem_p90"] / GIB),
+            "mem_pct": _pct(r["mem_p90"], r["memory"]),
+        }
+        for r in verdict.loads.iter_rows(named=True)
+    ]
+
+
+def _stranded_rows(report: CapacityReport) -> list[dict[str, Any]]:
+    stranded = report.n_plus_one.stranded if report.n_plus_one is not None else ()
+    return [
+        {
+            "vmid": s.vmid,
+            "name": s.name,
+            "node": s.node,
+            "reason": s.reason.value,
+            "detail": s.detail,
+        }
+        for s in stranded
+    ]
+
+
+def table_rows(report: CapacityReport) -> dict[str, list[dict[str, Any]]]:
+    """Per section, JSON-able rows (GiB, cores, ISO times) for table artifacts and the CLI."""
+    summary = {
+        "title": report.title,
+        "generated_at": iso_time(report.generated_at),
+        "horizon_min": report.horizon_min,
+        "nodes_online": report.headroom.height - 1,
+        "nodes_offline": len(report.offline),
+        "guests": report.guests,
+        "history_days": report.history_days,
+        "n_plus_one": n_plus_one_verdict(report)[0],
     }
-    if verdict is not None:
-        rows["n_plus_one"] = [
-            {
-                "node": r["node"],
-                "lost": r["node"] == verdict.node,
-                "cpu_p90_cores": _num(r["cpu_p90"], 2),
-                "cpu_pct": _pct(r["cpu_p90"], r["cpus"]),
-                "mem_p90_gib": _num(r["mem_p90"] / GIB),
-                "mem_pct": _pct(r["mem_p90"], r["memory"]),
-            }
-            for r in verdict.loads.iter_rows(named=True)
-        ]
-        rows["stranded"] = [
-            {
-                "vmid": s.vmid,
-                "name": s.name,
-                "node": s.node,
-                "reason": s.reason.value,
-                "detail": s.detail,
-            }
-            for s in verdict.stranded
-        ]
-    return rows
+    forecast = report.forecast_vs_actual
+    return {
+        "summary": [summary],
+        "n_plus_one": _n_plus_one_rows(report),
+        "stranded": _stranded_rows(report),
+        "headroom": _headroom_rows(report),
+        "exhaustion": _exhaustion_rows(report),
+        "imbalance": _imbalance_rows(report),
+        "top_movers": _mover_rows(report),
+        "forecast_vs_actual": _forecast_rows(forecast) if forecast is not None else [],
+    }
 
 
 def _daily_imbalance(imbalance: pl.DataFrame) -> pl.DataFrame:

@@ -176,3 +176,22 @@ def test_a_chart_without_data_says_so() -> None:
         bar_chart([], [], title="t", unit="u"),
     ):
         assert "no data" in "".join(ET.fromstring(text).itertext())
+
+
+def test_a_missing_reading_breaks_the_line_and_never_reaches_the_path() -> None:
+    x = [T0 + 60 * i for i in range(4)]
+    svg = line_chart([Line("a", x, [1.0, float("nan"), 2.0, 3.0])], title="t", unit="u")
+    path = ET.fromstring(svg).find(".//path[@class='series']")
+    assert path is not None
+    d = path.get("d", "")
+    assert "nan" not in d.lower()
+    assert d.count("M") == 2 and d.count("L") == 1  # one lone point, then a two-point segment
+
+
+def test_a_long_legend_makes_the_chart_taller_so_no_entry_is_cut_off() -> None:
+    lines = [Line(f"node-{i:02d} with a long name", [T0, T0 + HOUR], [1.0, 2.0]) for i in range(30)]
+    svg = ET.fromstring(line_chart(lines, title="t", unit="u", height=300))
+    height = float(svg.get("height", "nan"))
+    lowest = max(float(t.get("y", "nan")) for t in svg.iter("text"))
+    assert height > 300
+    assert lowest < height
