@@ -63,6 +63,7 @@ class CapacityReport:
     imbalance: pl.DataFrame  # see analytics.capacity.imbalance_over_time
     top_movers: pl.DataFrame  # vmid, name, moves, gib_moved, last_move
     forecast_vs_actual: pl.DataFrame | None  # series, ts, actual, mean, p90; None: no model
+    series_names: Mapping[str, str]  # forecast series (vmid as text) → guest name, when known
     usage: pl.DataFrame  # node, ts, cpu (cores), mem (bytes), cpus, memory: bucketed peaks
     history_days: int  # whole days of node history
     guests: int
@@ -159,6 +160,20 @@ def _usage(
     )
 
 
+def _names(snapshot: ClusterSnapshot, guest_names: Mapping[int, str]) -> dict[int, str]:
+    return {g.vmid: g.name for g in snapshot.guests} | dict(guest_names)
+
+
+def _series_names(
+    frame: pl.DataFrame | None, snapshot: ClusterSnapshot, guest_names: Mapping[int, str]
+) -> dict[str, str]:
+    if frame is None:
+        return {}
+    names = _names(snapshot, guest_names)
+    series = frame["series"].cast(pl.String).unique().to_list()
+    return {s: names[int(s)] for s in series if s.isdigit() and int(s) in names}
+
+
 def _top_movers(
     migrations: pl.DataFrame, snapshot: ClusterSnapshot, guest_names: Mapping[int, str]
 ) -> pl.DataFrame:
@@ -172,7 +187,7 @@ def _top_movers(
         .group_by(pl.col("vmid").cast(pl.Int64))
         .agg(pl.len().cast(pl.Int64).alias("moves"), last.alias("last_move"))
     )
-    names = {g.vmid: g.name for g in snapshot.guests} | dict(guest_names)
+    names = _names(snapshot, guest_names)
     used = {g.vmid: g.mem_used / GIB for g in snapshot.guests}
     vmids = counted["vmid"].to_list()
     return (
@@ -264,6 +279,7 @@ def build_report(
         raise ValueError(f"horizon_min must be a positive number of minutes, got {horizon_min}")
     if forecast_vs_actual is not None:
         _require(forecast_vs_actual, FORECAST_COLUMNS, "forecast_vs_actual frame")
+        forecast_vs_actual = forecast_vs_actual.with_columns(pl.col("series").cast(pl.String))
         forecast_vs_actual = forecast_vs_actual.sort("series", "ts")
     history = _clean_history(node_history)
     whole = _whole_days(history)
@@ -285,6 +301,7 @@ def build_report(
         imbalance=imbalance_over_time(history, policy),
         top_movers=_top_movers(migrations, snapshot, guest_names),
         forecast_vs_actual=forecast_vs_actual,
+        series_names=_series_names(forecast_vs_actual, snapshot, guest_names),
         usage=_usage(history, cpus, mem),
         history_days=n_days,
         guests=len(snapshot.guests),

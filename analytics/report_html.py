@@ -164,6 +164,8 @@ def _forecast_figures(report: CapacityReport) -> tuple[Figure, ...]:
     figures = []
     for series in busiest:
         part = frame.filter(pl.col("series") == series)
+        name = report.series_names.get(series)
+        label = f"{name} ({series})" if name else series
         unit = str(part["unit"][0]) if "unit" in part.columns else "value"
         x, cols = _thin(
             _epoch(part["ts"]),
@@ -181,10 +183,10 @@ def _forecast_figures(report: CapacityReport) -> tuple[Figure, ...]:
                     dashed=True,
                 ),
             ],
-            title=f"Forecast vs actual: {series}",
+            title=f"Forecast vs actual: {label}",
             unit=unit,
         )
-        figures.append(Figure(f"Guest {series}: what happened against the forecast.", svg))
+        figures.append(Figure(f"Guest {label}: what happened against the forecast.", svg))
     return tuple(figures)
 
 

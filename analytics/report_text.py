@@ -8,6 +8,7 @@ Rows show GiB, cores and ISO times; markdown escapes every name, so a guest call
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -69,7 +70,7 @@ def n_plus_one_verdict(report: CapacityReport) -> list[str]:
     return lines
 
 
-def _forecast_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+def _forecast_rows(frame: pl.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
     per = frame.group_by("series", maintain_order=True).agg(
         pl.len().alias("points"),
         pl.col("actual").mean().alias("mean_actual"),
@@ -79,6 +80,7 @@ def _forecast_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return [
         {
             "series": str(r["series"]),
+            "name": names.get(str(r["series"]), ""),
             "points": int(r["points"]),
             "mean_actual": _num(r["mean_actual"], 3),
             "mean_abs_error": _num(r["mae"], 3),
@@ -203,7 +205,9 @@ def table_rows(report: CapacityReport) -> dict[str, list[dict[str, Any]]]:
         "exhaustion": _exhaustion_rows(report),
         "imbalance": _imbalance_rows(report),
         "top_movers": _mover_rows(report),
-        "forecast_vs_actual": _forecast_rows(forecast) if forecast is not None else [],
+        "forecast_vs_actual": (
+            _forecast_rows(forecast, report.series_names) if forecast is not None else []
+        ),
     }
 
 

@@ -174,7 +174,7 @@ def test_forecast_accuracy_is_the_mean_error_and_the_share_of_actuals_under_the_
     n = 10
     frame = pl.DataFrame(
         {
-            "series": ["7"] * n,
+            "series": ["1"] * n,
             "ts": [int(T0.timestamp()) + 300 * i for i in range(n)],
             "actual": [2.0] * (n - 1) + [9.0],
             "mean": [1.5] * n,
@@ -183,8 +183,20 @@ def test_forecast_accuracy_is_the_mean_error_and_the_share_of_actuals_under_the_
     )
     rep = report(small_cluster(), forecast_vs_actual=frame)
     (acc,) = table_rows(rep)["forecast_vs_actual"]
+    assert acc["name"] == "db"  # series are vmids
     assert acc["p90_coverage_pct"] == 90  # 9 of 10 actuals at or below 3.0
     assert acc["mean_abs_error"] == pytest.approx((9 * 0.5 + 7.5) / 10)  # 1.2
+
+
+def test_history_with_a_time_zone_reads_as_the_same_instants_in_utc() -> None:
+    naive = history({"big": (30, 0), "s1": (20, 1), "s2": (10, 0)}, 4)
+    berlin = naive.with_columns(
+        pl.col("ts").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Berlin")
+    )
+    a, b = (report(small_cluster(), node_history=h) for h in (naive, berlin))
+    assert b.history_days == a.history_days == 4
+    assert b.exhaustion.equals(a.exhaustion)
+    assert b.usage.equals(a.usage)
 
 
 def test_a_history_frame_missing_a_column_is_refused_naming_it() -> None:
