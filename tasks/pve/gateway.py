@@ -252,8 +252,13 @@ class Gateway:
             timeout=timeout,
             poll=poll,
             now=self.cluster_time,
+            hastate=self._hastate,
             on_progress=on_progress,
         )
+
+    def _hastate(self, vmid: int) -> str | None:
+        where = self.locate(vmid)
+        return where.hastate if where else None
 
     def verify(self, vmid: int, target: str) -> bool:
         """The guest is on `target`, unlocked and not still moving."""

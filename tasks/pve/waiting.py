@@ -4,7 +4,10 @@
 other text is a failure, explained by the last lines of the task log. For an HA-managed guest
 the POST answers with a `hamigrate` task that only queues the request and ends OK at once; the
 HA manager starts the real `qmigrate`/`vzmigrate` on the same node seconds later, so that task
-is looked up in the node's task list and followed in turn.
+is looked up in the node's task list and followed in turn. If the HA manager has started
+nothing `HA_GRACE` seconds (cluster time) after the request and is not moving the guest either
+(its HA state is not `migrate`), it declined (a rule forbids the target, the guest is locked):
+that is a failure, reported at once instead of holding the caller until its timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from tasks.pve.upid import Upid, parse_upid
 
 FOLLOWED_TYPES = frozenset({"qmigrate", "vzmigrate"})
 DETAIL_LINES = 5
+HA_GRACE = 120.0  # the CRM acts every 10 s and the LRM soon after; a minute or two is plenty
+MOVING = frozenset({"migrate", "relocate"})
 _WARNINGS = re.compile(r"^WARNINGS: (\d+)$")
 
 
@@ -88,6 +93,7 @@ def wait(
     timeout: float,
     poll: float,
     now: Callable[[], float],
+    hastate: Callable[[int], str | None],
     on_progress: Callable[[str, str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> TaskOutcome:
@@ -96,22 +102,39 @@ def wait(
     deadline = time.monotonic() + timeout
     current, current_id = first, upid
     followed: list[str] = []
-    awaiting_ha = False
+    ha_since: float | None = None  # cluster time the HA request was seen done
     while True:
-        if awaiting_ha:
+        if ha_since is not None:
             nxt = _follower(api, current, current_id)
             if nxt is not None:
                 followed.append(nxt)
-                current, current_id, awaiting_ha = parse_upid(nxt), nxt, False
+                current, current_id, ha_since = parse_upid(nxt), nxt, None
                 continue
             state = "waiting for the HA manager to start the migration"
+            at = now()
+            if at - ha_since > HA_GRACE and current.vmid is not None:
+                ha = hastate(current.vmid)
+                if ha not in MOVING:
+                    return TaskOutcome(
+                        upid=upid,
+                        ok=False,
+                        exitstatus="no migration",
+                        warnings=0,
+                        followed=tuple(followed),
+                        started=float(first.starttime),
+                        finished=at,
+                        detail=(
+                            f"the HA manager started no migration within {HA_GRACE:g} s of "
+                            f"the request (HA state {ha}); check the HA rules and the guest's lock"
+                        ),
+                    )
         else:
             status = _status(api, current, current_id)
             if status is not None and status.get("status") == "stopped":
                 exitstatus = str(status.get("exitstatus") or "unexpected status")
                 ok = is_success(exitstatus)
                 if ok and current.type == "hamigrate":
-                    awaiting_ha = True
+                    ha_since = now()
                     continue
                 m = _WARNINGS.match(exitstatus)
                 return TaskOutcome(

@@ -26,6 +26,13 @@ def test_the_small_cluster_s_devices_and_local_disks_are_found(sim):
     assert configs[200] == GuestConfig(200, (), 0)  # rootfs on ceph
 
 
+def test_pve_8_containers_are_read_from_their_config(make_sim):
+    gateway = connect(make_sim("small", pve_version="8.4"))
+    configs = gateway.guest_configs(gateway.inventory().guests)
+    assert configs[200] == GuestConfig(200, (), 0) and configs[201] == GuestConfig(201, (), 0)
+    assert configs[105] == GuestConfig(105, (), 40 * GIB)
+
+
 def test_progress_is_reported_for_every_guest(sim):
     gateway = connect(sim)
     seen: list[tuple[int, int]] = []

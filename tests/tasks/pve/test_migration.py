@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.pve import QuorumLostError, RefusedError, migrate_params
+from tasks.pve import QuorumLostError, RefusedError, RetryPolicy, migrate_params
+from tasks.pve.transport import Transport
 from tasks.pve.waiting import is_success
 from tests.conftest import Control
 from tests.tasks.pve.support import connect, move, requests_made
@@ -52,17 +53,24 @@ def test_a_running_container_moves_in_restart_mode(gateway, ctl):
     assert gateway.verify(200, "pve1")
 
 
-def test_an_ha_request_is_followed_to_the_real_migration(gateway, ctl):
-    upid = gateway.start_migration(move(103, "qemu", "pve2", "pve3", online=True))
-    assert ":hamigrate:103:" in upid
+@pytest.mark.parametrize(
+    ("vmid", "kind", "source", "target", "real"),
+    [(103, "qemu", "pve2", "pve3", "qmigrate"), (201, "lxc", "pve2", "pve1", "vzmigrate")],
+    ids=["a VM", "a container"],
+)
+def test_an_ha_request_is_followed_to_the_real_migration(
+    gateway, ctl, vmid, kind, source, target, real
+):
+    upid = gateway.start_migration(move(vmid, kind, source, target, online=True, restart=True))
+    assert f":hamigrate:{vmid}:" in upid
     seen: list[tuple[str, str]] = []
     outcome = gateway.wait_task(upid, timeout=20, poll=POLL, on_progress=lambda *s: seen.append(s))
-    [event] = started(ctl, 103)
+    [event] = started(ctl, vmid)
     assert outcome.ok
     assert outcome.followed == (event["upid"],)
-    assert ":qmigrate:103:" in event["upid"] and event["ha"] is True
+    assert f":{real}:{vmid}:" in event["upid"] and event["ha"] is True
     assert any("HA manager" in state for _, state in seen)
-    assert gateway.verify(103, "pve3")
+    assert gateway.verify(vmid, target)
 
 
 def test_a_migration_that_fails_in_its_task_says_why(gateway, ctl):
@@ -141,6 +149,13 @@ def test_booleans_go_out_as_1_and_0():
     assert migrate_params(move(1, "lxc", "a", "b")) == {"target": "b", "restart": 0}
 
 
+def test_a_true_never_reaches_the_wire():
+    transport = Transport(api=None, who="root@pam!proxflow", retry=RetryPolicy())
+    with pytest.raises(TypeError, match=r"send booleans as 1/0, not True/False: \['online'\]"):
+        transport.post("nodes/pve1/qemu/100/migrate", target="pve2", online=True)
+    assert transport.calls == 0
+
+
 def test_a_move_of_an_unknown_kind_is_refused_before_any_call():
     with pytest.raises(ValueError, match="kind 'vm' is not qemu or lxc"):
         migrate_params(move(7, "vm", "a", "b"))
@@ -158,3 +173,18 @@ def test_a_move_of_an_unknown_kind_is_refused_before_any_call():
 )
 def test_ok_and_warnings_are_success_anything_else_is_not(exitstatus, ok):
     assert is_success(exitstatus) is ok
+
+
+def test_an_ha_request_the_manager_declines_fails_soon_with_the_reason(make_sim):
+    sim = make_sim("small")  # paused: lock the guest before the HA manager gets to it
+    ctl = Control(sim)
+    gateway = connect(sim)
+    upid = gateway.start_migration(move(103, "qemu", "pve2", "pve3", online=True))
+    ctl.post("guests/103/lock", lock="backup")
+    ctl.post("clock", speed=1000.0)
+    outcome = gateway.wait_task(upid, timeout=20, poll=POLL)
+    assert not outcome.ok and not outcome.timed_out
+    assert outcome.exitstatus == "no migration" and outcome.followed == ()
+    assert "HA manager started no migration within 120 s" in outcome.detail
+    assert [e["vmid"] for e in ctl.events("ha_migration_skipped")] == [103]
+    assert started(ctl, 103) == []
