@@ -13,9 +13,10 @@ from tasks.pve.errors import (
     TlsError,
     TransientError,
 )
-from tasks.pve.gateway import REQUIRED, Gateway
+from tasks.pve.gateway import Gateway
 from tasks.pve.inventory import GuestConfig, Inventory
 from tasks.pve.migration import GuestLocation, migrate_params
+from tasks.pve.privileges import REQUIRED
 from tasks.pve.retry import RetryPolicy
 from tasks.pve.upid import Upid, parse_upid
 from tasks.pve.waiting import TaskOutcome

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 import polars as pl
 
 from engine.model import Guest
 from engine.plan import Move
-from tasks.pve import backfill, configs, migration, resources, rules, waiting
+from tasks.pve import backfill, configs, migration, privileges, resources, rules, waiting
 from tasks.pve.endpoint import PveEndpoint
 from tasks.pve.errors import PrivilegeError, QuorumLostError, TransientError
 from tasks.pve.inventory import (
@@ -33,18 +32,6 @@ from tasks.pve.retry import RetryPolicy
 from tasks.pve.transport import Transport, open_api
 
 log = logging.getLogger("proxflow.pve")
-
-# what proxflow needs, and where (a privilege on `/` propagates to the paths below it)
-REQUIRED = (
-    ("Sys.Audit", "/"),
-    ("VM.Audit", "/vms"),
-    ("VM.Migrate", "/vms"),
-    ("Datastore.Audit", "/storage"),
-)
-
-
-def _covers(acl: str, path: str) -> bool:
-    return acl == "/" or path == acl or path.startswith(acl.rstrip("/") + "/")
 
 
 class Gateway:
@@ -89,12 +76,7 @@ class Gateway:
 
     def missing_privileges(self) -> list[str]:
         """Each required privilege the user or token lacks, as "Priv on /path"."""
-        granted: Mapping[str, Mapping[str, Any]] = self._api.get("access/permissions")
-        return [
-            f"{priv} on {path}"
-            for priv, path in REQUIRED
-            if not any(_covers(acl, path) and privs.get(priv) for acl, privs in granted.items())
-        ]
+        return privileges.missing(self._api.get("access/permissions"))
 
     def check_privileges(self) -> None:
         missing = self.missing_privileges()
