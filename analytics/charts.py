@@ -24,6 +24,7 @@ DAY = 86_400.0
 # tick steps in minutes: 1 min … 12 h, then 1, 2, 7, 14 and 28 days
 _TIME_STEPS = tuple(60.0 * m for m in (1, 5, 15, 30, 60, 180, 360, 720, 1440, 2880, 10080, 20160))
 _TIME_STEPS += (28 * DAY,)
+_CYCLE_DASHES: tuple[str | None, ...] = (None, "9 3 2 3", "2 2")
 _MONDAY = 4 * DAY  # the epoch fell on a Thursday: week ticks start on Mondays
 
 
@@ -236,7 +237,18 @@ def _time_axis(scale: Scale, box: Box) -> list[str]:
     return out
 
 
-def _series(line: Line, color: str, x: Scale, y: Scale) -> list[str]:
+def line_style(index: int, line: Line) -> tuple[str, str | None]:
+    """Colour and dash pattern of the ``index``-th line: once the palette is used up, the
+    colours come round again with another dash pattern so that no two lines look alike."""
+    color = _color(index, line.color)
+    if line.dashed:
+        return color, "5 3"
+    if line.color is not None:
+        return color, None
+    return color, _CYCLE_DASHES[(index // len(PALETTE)) % len(_CYCLE_DASHES)]
+
+
+def _series(line: Line, color: str, dash: str | None, x: Scale, y: Scale) -> list[str]:
     out = []
     if line.low is not None and line.high is not None:
         upper = [(x(a), y(b)) for a, b in zip(line.x, line.high, strict=True)]
@@ -245,10 +257,10 @@ def _series(line: Line, color: str, x: Scale, y: Scale) -> list[str]:
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in ring)
         out.append(f'<polygon class="band" points="{points}" fill="{color}" fill-opacity="0.18"/>')
     path = _path([(x(a), y(b)) for a, b in zip(line.x, line.y, strict=True)], _gaps(line.x))
-    dash = ' stroke-dasharray="5 3"' if line.dashed else ""
+    pattern = f' stroke-dasharray="{dash}"' if dash else ""
     out.append(
         f'<path class="series" d="{path}" fill="none" stroke="{color}" stroke-width="1.8" '
-        f'stroke-linejoin="round"{dash}><title>{escape(line.label)}</title></path>'
+        f'stroke-linejoin="round"{pattern}><title>{escape(line.label)}</title></path>'
     )
     return out
 
@@ -277,11 +289,8 @@ def line_chart(
     xs = [x for line in lines for x in line.x if math.isfinite(x)]
     ys = [y for line in lines for y in (*line.y, *(line.low or ()), *(line.high or ()))]
     ys = [y for y in (*ys, *(r.value for r in rules)) if math.isfinite(y)]
-    colors = [_color(i, line.color) for i, line in enumerate(lines)]
-    keys = [
-        _Key(line.label, color, "5 3" if line.dashed else None)
-        for line, color in zip(lines, colors, strict=True)
-    ]
+    styles = [line_style(i, line) for i, line in enumerate(lines)]
+    keys = [_Key(line.label, c, d) for line, (c, d) in zip(lines, styles, strict=True)]
     keys += [_Key(r.label, r.color, "2 3") for r in rules]
     height = max(height, 34 + 6 + _legend_height(keys) + 10)
     box = Box(62, 34, width - 170, height - 40)
@@ -299,8 +308,8 @@ def line_chart(
     )
     svg += _y_axis(yt, y_scale, box, unit)
     svg += _time_axis(x_scale, box)
-    for line, color in zip(lines, colors, strict=True):
-        svg += _series(line, color, x_scale, y_scale)
+    for line, (color, dash) in zip(lines, styles, strict=True):
+        svg += _series(line, color, dash, x_scale, y_scale)
     for rule in rules:
         y = y_scale(rule.value)
         svg.append(
@@ -391,6 +400,7 @@ __all__ = [
     "bar_chart",
     "format_number",
     "line_chart",
+    "line_style",
     "nice_ticks",
     "time_ticks",
 ]

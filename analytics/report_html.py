@@ -84,12 +84,16 @@ def _headroom_figures(report: CapacityReport) -> tuple[Figure, ...]:
     )
 
 
+def _rule_color(first: int, groups: int) -> str:
+    """One capacity line: ink; several: each in the colour of its first node's line."""
+    return PALETTE[first % len(PALETTE)] if groups > 1 else "#222"
+
+
 def _usage_figures(report: CapacityReport) -> tuple[Figure, ...]:
     usage = report.usage
     if usage.height == 0:
         return ()
     names = usage["node"].unique(maintain_order=True).to_list()
-    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
     figures = []
     for column, capacity, unit, scale, what in (
         ("mem", "memory", "GiB", GIB, "Memory"),
@@ -98,9 +102,7 @@ def _usage_figures(report: CapacityReport) -> tuple[Figure, ...]:
         lines = []
         for name in names:
             part = usage.filter(pl.col("node") == name)
-            lines.append(
-                Line(name, _epoch(part["ts"]), (part[column] / scale).to_list(), color=colors[name])
-            )
+            lines.append(Line(name, _epoch(part["ts"]), (part[column] / scale).to_list()))
         groups: dict[float, list[str]] = {}
         for r in usage.unique("node", keep="last", maintain_order=True).iter_rows(named=True):
             if r[capacity] is not None:
@@ -110,7 +112,7 @@ def _usage_figures(report: CapacityReport) -> tuple[Figure, ...]:
             Rule(
                 value,
                 limit if len(groups) == 1 else f"{limit}: {', '.join(members)}",
-                colors[members[0]] if len(groups) > 1 else "#222",
+                _rule_color(names.index(members[0]), len(groups)),
             )
             for value, members in groups.items()
         ]

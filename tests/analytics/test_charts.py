@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from analytics.charts import (
+    PALETTE,
     Bars,
     Line,
     Rule,
     Scale,
     bar_chart,
     line_chart,
+    line_style,
     nice_ticks,
     time_ticks,
 )
@@ -195,3 +197,9 @@ def test_a_long_legend_makes_the_chart_taller_so_no_entry_is_cut_off() -> None:
     lowest = max(float(t.get("y", "nan")) for t in svg.iter("text"))
     assert height > 300
     assert lowest < height
+
+
+def test_more_lines_than_colours_still_each_look_different() -> None:
+    lines = [Line(f"n{i}", [T0], [1.0]) for i in range(3 * len(PALETTE))]
+    styles = [line_style(i, line) for i, line in enumerate(lines)]
+    assert len(set(styles)) == len(styles)
