@@ -89,38 +89,39 @@ def _rule_color(first: int, groups: int) -> str:
     return PALETTE[first % len(PALETTE)] if groups > 1 else "#222"
 
 
-def _usage_figures(report: CapacityReport) -> tuple[Figure, ...]:
-    usage = report.usage
-    if usage.height == 0:
-        return ()
+def _usage_figure(usage: pl.DataFrame, resource: str) -> Figure:
+    """One line per node, and a capacity line per distinct node size."""
+    column, capacity, unit, scale, limit = (
+        ("mem", "memory", "GiB", GIB, "usable memory")
+        if resource == "memory"
+        else ("cpu", "cpus", "cores", 1, "logical CPUs")
+    )
     names = usage["node"].unique(maintain_order=True).to_list()
-    figures = []
-    for column, capacity, unit, scale, what in (
-        ("mem", "memory", "GiB", GIB, "Memory"),
-        ("cpu", "cpus", "cores", 1, "CPU"),
-    ):
-        lines = []
-        for name in names:
-            part = usage.filter(pl.col("node") == name)
-            lines.append(Line(name, _epoch(part["ts"]), (part[column] / scale).to_list()))
-        groups: dict[float, list[str]] = {}
-        for r in usage.unique("node", keep="last", maintain_order=True).iter_rows(named=True):
-            if r[capacity] is not None:
-                groups.setdefault(r[capacity] / scale, []).append(r["node"])
-        limit = "usable memory" if column == "mem" else "logical CPUs"
-        rules = [
-            Rule(
-                value,
-                limit if len(groups) == 1 else f"{limit}: {', '.join(members)}",
-                _rule_color(names.index(members[0]), len(groups)),
-            )
-            for value, members in groups.items()
-        ]
-        svg = line_chart(lines, title=f"{what} use per node", unit=unit, rules=rules)
-        figures.append(
-            Figure(f"{what} use per node (peak per time bucket) against its capacity.", svg)
+    lines = []
+    for name in names:
+        part = usage.filter(pl.col("node") == name)
+        lines.append(Line(name, _epoch(part["ts"]), (part[column] / scale).to_list()))
+    groups: dict[float, list[str]] = {}
+    for r in usage.unique("node", keep="last", maintain_order=True).iter_rows(named=True):
+        if r[capacity] is not None:
+            groups.setdefault(r[capacity] / scale, []).append(r["node"])
+    rules = [
+        Rule(
+            value,
+            limit if len(groups) == 1 else f"{limit}: {', '.join(members)}",
+            _rule_color(names.index(members[0]), len(groups)),
         )
-    return tuple(figures)
+        for value, members in groups.items()
+    ]
+    what = "Memory" if resource == "memory" else "CPU"
+    svg = line_chart(lines, title=f"{what} use per node", unit=unit, rules=rules)
+    return Figure(f"{what} use per node (peak per time bucket) against its capacity.", svg)
+
+
+def _usage_figures(report: CapacityReport) -> tuple[Figure, ...]:
+    if report.usage.height == 0:
+        return ()
+    return tuple(_usage_figure(report.usage, r) for r in ("memory", "cpu"))
 
 
 def _imbalance_figures(report: CapacityReport) -> tuple[Figure, ...]:
@@ -210,13 +211,14 @@ figure svg { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 13px; }
 @media print {
   main { padding: 0; max-width: none; }
-  section, figure, table { break-inside: avoid; }
+  figure, tr { break-inside: avoid; }
+  h2 { break-after: avoid; }
 }
 """
 
 
-def _html_table(rows: list[dict[str, Any]]) -> str:
-    shown, note = shown_rows(rows)
+def _html_table(key: str, rows: list[dict[str, Any]]) -> str:
+    shown, note = shown_rows(key, rows)
     keys = list(shown[0])
     head = "".join(f"<th>{escape(column_label(k))}</th>" for k in keys)
     body = []
@@ -276,7 +278,7 @@ def to_html(report: CapacityReport) -> str:
                 f"<figure>{figure.svg}<figcaption>{escape(figure.caption)}</figcaption></figure>"
             )
         if section.table and rows[section.key]:
-            parts.append(_html_table(rows[section.key]))
+            parts.append(_html_table(section.key, rows[section.key]))
         parts.append("</section>")
     parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"

@@ -329,7 +329,8 @@ def sections(report: CapacityReport) -> list[Section]:
     ]
 
 
-MAX_TABLE_ROWS = 31  # longer tables show their last rows (the most recent days)
+MAX_TABLE_ROWS = 31  # day-by-day tables show their last days only
+_BY_DAY = {"imbalance"}
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|#"})
 _WORDS = {"cpu": "CPU", "cpus": "CPUs", "gib": "GiB", "pct": "%", "mem": "memory", "vmid": "VMID"}
 
@@ -363,15 +364,16 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
-def shown_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """The rows a rendered table shows, and a note when some were left out."""
-    if len(rows) <= MAX_TABLE_ROWS:
+def shown_rows(key: str, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The rows a rendered table of section ``key`` shows, and a note when some were left out:
+    day-by-day sections keep their latest rows, the others show every row."""
+    if key not in _BY_DAY or len(rows) <= MAX_TABLE_ROWS:
         return rows, ""
     return rows[-MAX_TABLE_ROWS:], f"Last {MAX_TABLE_ROWS} of {len(rows)} rows shown."
 
 
-def _md_table(rows: list[dict[str, Any]]) -> list[str]:
-    shown, note = shown_rows(rows)
+def _md_table(key: str, rows: list[dict[str, Any]]) -> list[str]:
+    shown, note = shown_rows(key, rows)
     keys = list(shown[0])
     out = [
         "| " + " | ".join(_md(column_label(k)) for k in keys) + " |",
@@ -391,7 +393,7 @@ def to_markdown(report: CapacityReport) -> str:
         if section.items:
             lines += ["", *(f"- {_md(i)}" for i in section.items)]
         if section.table and rows[section.key]:
-            lines += ["", *_md_table(rows[section.key])]
+            lines += ["", *_md_table(section.key, rows[section.key])]
     return "\n".join(lines) + "\n"
 
 

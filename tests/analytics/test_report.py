@@ -188,6 +188,15 @@ def test_forecast_accuracy_is_the_mean_error_and_the_share_of_actuals_under_the_
     assert acc["mean_abs_error"] == pytest.approx((9 * 0.5 + 7.5) / 10)  # 1.2
 
 
+def test_long_day_by_day_tables_show_the_latest_days_and_say_so() -> None:
+    rep = report(small_cluster(), node_history=history({"s1": (20, 0.1), "s2": (10, 0)}, 40))
+    md = to_markdown(rep)
+    assert "Last 31 of 40 rows shown." in md
+    assert "| 2026-02-10 |" in md  # the 40th day
+    assert "| 2026-01-10 |" not in md  # the 9th
+    assert len(table_rows(rep)["imbalance"]) == 40  # rows for artifacts keep every day
+
+
 def test_history_with_a_time_zone_reads_as_the_same_instants_in_utc() -> None:
     naive = history({"big": (30, 0), "s1": (20, 1), "s2": (10, 0)}, 4)
     berlin = naive.with_columns(
