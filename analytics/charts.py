@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
-# Okabe–Ito hues (told apart with common colour-vision deficiencies), darkened for white paper
+# Okabe–Ito hues (told apart with common colour-vision deficiencies; the yellow darkened for
+# white paper), then a purple and a grey
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#7a5c00", "#56b4e9", "#6a3d9a", "#444")
 INK, GRID, MUTED = "#222", "#e3e3e3", "#666"
 FONT = 'font-family="system-ui, sans-serif"'
@@ -102,8 +103,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def format_number(value: float, step: float) -> str:
-    """A tick label with as many decimals as the tick step needs."""
-    decimals = 0 if step >= 1 else min(3, math.ceil(-math.log10(step) - 1e-9))
+    """A label with as many decimals as ``step`` needs (2.5 needs one, 0.25 two; at most 4)."""
+    step = abs(step)
+    decimals = next((d for d in range(5) if abs(round(step, d) - step) <= step * 1e-6), 4)
     text = f"{value:,.{decimals}f}"
     return "0" if text.strip("-0.,") == "" else text
 

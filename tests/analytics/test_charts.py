@@ -15,6 +15,7 @@ from analytics.charts import (
     Rule,
     Scale,
     bar_chart,
+    format_number,
     line_chart,
     line_style,
     nice_ticks,
@@ -109,6 +110,16 @@ def test_nice_ticks_cover_the_range_on_round_numbers(
     lo: float, hi: float, expected: list[float]
 ) -> None:
     assert nice_ticks(lo, hi) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "step", "text"),
+    [(7.5, 2.5, "7.5"), (0.75, 0.25, "0.75"), (1000.0, 500.0, "1,000"), (0.03, 0.01, "0.03")],
+)
+def test_tick_labels_show_the_decimals_their_step_needs(
+    value: float, step: float, text: str
+) -> None:
+    assert format_number(value, step) == text
 
 
 def test_nice_ticks_of_a_single_value_still_make_a_range() -> None:
