@@ -362,18 +362,12 @@ def bar_chart(
         svg.append(_text(x, box.bottom + 14, format_number(t, step), anchor="middle", size=10))
     svg.append(_text(box.right, box.bottom + 28, unit, anchor="end", size=10, fill=MUTED))
     if legend:
-        x = box.left
-        for i, b in enumerate(bars):
-            color = _color(i, b.color)
-            svg.append(
-                f'<rect x="{x:.1f}" y="{box.top - 16:.1f}" width="12" height="10" fill="{color}"/>'
-            )
-            svg.append(_text(x + 16, box.top - 7, b.label, size=11))
-            x += 28 + 7 * len(b.label)
+        svg += _bar_legend(bars, box.left, box.top - 16)
     zero = scale(0.0)
     for c, category in enumerate(categories):
         top = box.top + c * group + 5
-        svg.append(_text(box.left - 6, top + group / 2, _short(category, 18), anchor="end"))
+        middle = top + (14 * len(bars) - 2) / 2
+        svg.append(_text(box.left - 6, middle + 4, _short(category, 18), anchor="end"))
         for i, b in enumerate(bars):
             value = b.values[c]
             if not math.isfinite(value):
@@ -385,11 +379,26 @@ def bar_chart(
                 f'width="{abs(end - zero):.1f}" height="12" fill="{_color(i, b.color)}">'
                 f"<title>{escape(f'{category} · {b.label}: {value:,.2f} {unit}')}</title></rect>"
             )
-            label_x, anchor = (end + 4, "start") if value >= 0 else (end - 4, "end")
+            # outside the bar's end; a negative bar without room on its left: past zero
+            if value >= 0:
+                label_x, anchor = end + 4, "start"
+            else:
+                label_x, anchor = (end - 4, "end") if end - box.left > 40 else (zero + 4, "start")
             svg.append(
                 _text(label_x, y + 10, format_number(value, step / 10), anchor=anchor, size=10)
             )
     return "\n".join([*svg, "</svg>"])
+
+
+def _bar_legend(bars: Sequence[Bars], x: float, y: float) -> list[str]:
+    out = []
+    for i, b in enumerate(bars):
+        out.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="12" height="10" fill="{_color(i, b.color)}"/>'
+        )
+        out.append(_text(x + 16, y + 9, b.label, size=11))
+        x += 28 + 7 * len(b.label)
+    return out
 
 
 __all__ = [
