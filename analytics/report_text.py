@@ -40,6 +40,21 @@ def _pct(part: float, whole: float) -> int | None:
     return round(100 * part / whole) if whole > 0 else None
 
 
+def _survivors_load(survivors: pl.DataFrame) -> str:
+    """How full the surviving nodes would be, with the fullest and any CPU-overloaded one."""
+    mem, memory = float(survivors["mem_p90"].sum()), float(survivors["memory"].sum())
+    cpu, cpus = float(survivors["cpu_p90"].sum()), float(survivors["cpus"].sum())
+    text = f"at {_share(mem, memory)} memory and {_share(cpu, cpus)} CPU (p90 forecast)"
+    if survivors.height:
+        full = survivors.with_columns((pl.col("mem_p90") / pl.col("memory")).alias("f"))
+        top = full.sort("f", descending=True).row(0, named=True)
+        text += f"; fullest memory: {top['node']} at {100 * top['f']:.0f}%"
+    hot = survivors.filter(pl.col("cpu_p90") > pl.col("cpus"))["node"].to_list()
+    if hot:
+        text += f". CPU would be overcommitted on {', '.join(hot)} (p90 above its cores)"
+    return text
+
+
 def n_plus_one_verdict(report: CapacityReport) -> list[str]:
     """The N+1 answer in words: a headline, then one line per stranded guest."""
     verdict = report.n_plus_one
@@ -47,27 +62,18 @@ def n_plus_one_verdict(report: CapacityReport) -> list[str]:
         return ["No node is online: there is no node to lose."]
     survivors = verdict.loads.filter(pl.col("eligible") & (pl.col("node") != verdict.node))
     head = f"Losing {verdict.node} (the largest node): "
+    load = _survivors_load(survivors)
     if verdict.survivable:
-        mem, memory = float(survivors["mem_p90"].sum()), float(survivors["memory"].sum())
-        cpu, cpus = float(survivors["cpu_p90"].sum()), float(survivors["cpus"].sum())
-        line = (
-            f"survivable — the other {survivors.height} nodes hold all {report.guests} guests "
-            f"at {_share(mem, memory)} memory and {_share(cpu, cpus)} CPU (p90 forecast)"
-        )
-        fullest = survivors.with_columns((pl.col("mem_p90") / pl.col("memory")).alias("f"))
-        if fullest.height:
-            top = fullest.sort("f", descending=True).row(0, named=True)
-            line += f"; fullest memory: {top['node']} at {100 * top['f']:.0f}%"
-        hot = survivors.filter(pl.col("cpu_p90") > pl.col("cpus"))["node"].to_list()
-        if hot:
-            line += f". CPU would be overcommitted on {', '.join(hot)} (p90 above its cores)"
-        return [head + line + "."]
-    lines = [
-        head + f"not survivable — {len(verdict.stranded)} of its guests would be stranded "
-        f"(the other {survivors.height} nodes cannot take them):"
+        return [
+            head + f"survivable — the other {survivors.height} nodes hold all "
+            f"{report.guests} guests {load}."
+        ]
+    stranded = verdict.stranded
+    return [
+        head + f"not survivable — {len(stranded)} of its guests would be stranded (below); "
+        f"the other {survivors.height} nodes would hold the rest {load}.",
+        *(f"{s.name} ({s.vmid}): {s.reason.value} — {s.detail}" for s in stranded),
     ]
-    lines += [f"{s.name} ({s.vmid}): {s.reason.value} — {s.detail}" for s in verdict.stranded]
-    return lines
 
 
 def _forecast_rows(frame: pl.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -84,7 +90,7 @@ def _forecast_rows(frame: pl.DataFrame, names: Mapping[str, str]) -> list[dict[s
             "points": int(r["points"]),
             "mean_actual": _num(r["mean_actual"], 3),
             "mean_abs_error": _num(r["mae"], 3),
-            "p90_coverage_pct": _num(100 * r["covered"], 0) if r["covered"] is not None else None,
+            "p90_coverage_pct": _pct(r["covered"], 1.0) if r["covered"] is not None else None,
         }
         for r in per.iter_rows(named=True)
     ]
@@ -198,7 +204,7 @@ def table_rows(report: CapacityReport) -> dict[str, list[dict[str, Any]]]:
     }
     forecast = report.forecast_vs_actual
     return {
-        "summary": [summary],
+        "summary": [{"item": k, "value": v} for k, v in summary.items()],
         "n_plus_one": _n_plus_one_rows(report),
         "stranded": _stranded_rows(report),
         "headroom": _headroom_rows(report),

@@ -111,6 +111,8 @@ def test_a_guest_too_big_for_any_other_node_makes_the_loss_unsurvivable_and_is_n
     rep = report(small_cluster(db_p90_gib=60))
     headline, *stranded = n_plus_one_verdict(rep)
     assert headline.startswith("Losing big (the largest node): not survivable — 1 of")
+    # the rest: web's 16 GiB joins 8 + 8 GiB on s1 and s2, 32 of 128 GiB
+    assert "the other 2 nodes would hold the rest at 25% memory" in headline
     assert len(stranded) == 1 and stranded[0].startswith("db (1): no-feasible-target")
     assert table_rows(rep)["stranded"][0]["vmid"] == 1
     assert "not survivable" in to_markdown(rep)
@@ -347,7 +349,9 @@ def test_table_rows_are_json_and_name_every_section() -> None:
     }
     assert json.loads(json.dumps(rows, allow_nan=False)) == rows
     assert len(rows["imbalance"]) == 14  # one row per day of history
-    assert rows["summary"][0]["n_plus_one"].startswith("Losing pve3 (the largest node)")
+    summary = {r["item"]: r["value"] for r in rows["summary"]}
+    assert summary["n_plus_one"].startswith("Losing pve3 (the largest node): survivable")
+    assert (summary["guests"], summary["nodes_online"], summary["history_days"]) == (56, 5, 14)
 
 
 def test_no_credential_can_reach_a_report_because_none_is_passed_in() -> None:
