@@ -192,3 +192,29 @@ def test_a_task_ending_with_warnings_counts_as_done_and_counts_them():
         UPID, timeout=5, poll=0.001
     )
     assert (outcome.ok, outcome.warnings, outcome.exitstatus) == (True, 3, "WARNINGS: 3")
+
+
+def test_the_wait_for_the_ha_manager_is_reported_as_progress():
+    request = "UPID:pve2:00000001:00000002:6AFD8800:hamigrate:103:root@pam!proxflow:"
+    real = "UPID:pve2:00000009:00000003:6AFD880D:qmigrate:103:root@pam:"
+    listings = [[], [], [{"upid": real, "type": "qmigrate", "starttime": 0x6AFD880D}]]
+
+    def answer(path: str):
+        if path == f"nodes/pve2/tasks/{request}/status":
+            return {"status": "stopped", "exitstatus": "OK"}
+        if path == "nodes/pve2/tasks":
+            return listings.pop(0)
+        if path == f"nodes/pve2/tasks/{real}/status":
+            return {"status": "stopped", "exitstatus": "OK"}
+        if path.endswith("/time"):
+            return {"time": 0x6AFD8810}
+        if path == "cluster/status":
+            return [{"type": "node", "name": "pve2", "online": 1}]
+        raise AssertionError(path)
+
+    seen: list[tuple[str, str]] = []
+    outcome = fake_gateway(answer).wait_task(
+        request, timeout=5, poll=0.001, on_progress=lambda *s: seen.append(s)
+    )
+    assert outcome.ok and outcome.followed == (real,)
+    assert seen == [(request, "waiting for the HA manager to start the migration")] * 2
