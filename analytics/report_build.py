@@ -67,6 +67,7 @@ class CapacityReport:
     usage: pl.DataFrame  # node, ts, cpu (cores), mem (bytes), cpus, memory: bucketed peaks
     history_days: int  # whole days of node history
     guests: int
+    forecast_guests: int  # guests with a forecast of their own (others: stay as they are now)
     offline: tuple[str, ...]
     target_imbalance: float
 
@@ -305,6 +306,7 @@ def build_report(
         usage=_usage(history, cpus, mem),
         history_days=n_days,
         guests=len(snapshot.guests),
+        forecast_guests=len({f.vmid for f in snapshot.forecasts}),
         offline=tuple(sorted(n.name for n in snapshot.nodes if not n.online)),
         target_imbalance=policy.target_imbalance,
     )

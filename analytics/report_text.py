@@ -244,7 +244,7 @@ class Section:
 
 def _days_text(report: CapacityReport) -> tuple[str, ...]:
     if report.exhaustion.height == 0:
-        return (f"Not enough history ({report.history_days} days, need {NEED_DAYS}).",)
+        return (f"Not enough history ({report.history_days} whole days, need {NEED_DAYS}).",)
     soonest = report.exhaustion.filter(pl.col("days").is_not_null()).sort("days")
     first = (
         "No node's CPU or memory peaks are rising: nothing runs out on the current trend."
@@ -257,6 +257,17 @@ def _days_text(report: CapacityReport) -> tuple[str, ...]:
         f"Linear trend through the daily peaks of {report.history_days} whole days, with a 95% "
         "band. Memory capacity is the node's memory minus its reserve; CPU capacity is all its "
         "logical CPUs. No days: usage is not rising.",
+    )
+
+
+def _forecast_note(report: CapacityReport) -> tuple[str, ...]:
+    if report.forecast_guests >= report.guests:
+        return ()
+    if report.forecast_guests == 0:
+        return ("No forecasts yet: every guest is assumed to stay as it is now.",)
+    return (
+        f"{report.guests - report.forecast_guests} of {report.guests} guests have no forecast "
+        "yet and are assumed to stay as they are now.",
     )
 
 
@@ -291,6 +302,7 @@ def sections(report: CapacityReport) -> list[Section]:
                 "Free capacity per online node now (current use) and at the "
                 f"{report.horizon_min}-minute horizon (p90 forecast, the risk view). Free "
                 "memory is after each node's reserve; negative means over capacity.",
+                *_forecast_note(report),
             ),
             table=True,
         ),

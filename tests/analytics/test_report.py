@@ -142,11 +142,12 @@ def test_short_or_empty_history_explains_itself_instead_of_failing(days: int) ->
     rep = report(small_cluster(), node_history=frame)
     assert rep.exhaustion.height == 0
     md = to_markdown(rep)
-    assert f"Not enough history ({days} days, need 3)." in md
+    assert f"Not enough history ({days} whole days, need 3)." in md
     assert "No forecast model yet" in md
     assert "No completed migrations recorded." in md
     json.dumps(table_rows(rep))
     assert to_html(rep).count("<svg") == len(figures(rep))
+    assert "3 of 4 guests have no forecast yet" in md  # only db has one
 
 
 def test_top_movers_count_completed_migrations_only_and_take_names_from_the_caller() -> None:
