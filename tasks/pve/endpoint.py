@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -41,6 +42,24 @@ class PveEndpoint(BaseModel):
                 f"expected USER@REALM such as root@pam, got {value!r} "
                 "(the token id goes in token_name)"
             )
+        return value
+
+    @field_validator("token_name")
+    @classmethod
+    def _token_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", value):
+            raise ValueError(
+                f"{value!r} is not a PVE token id (a letter, then letters, digits, . _ or -)"
+            )
+        return value
+
+    @field_validator("token_value")
+    @classmethod
+    def _token_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (
+            not value.get_secret_value() or any(c.isspace() for c in value.get_secret_value())
+        ):
+            raise ValueError("the token secret is empty or holds whitespace (not shown)")
         return value
 
     @field_validator("verify")

@@ -105,6 +105,13 @@ def classify(exc: BaseException, path: str, who: str) -> PveError:
         )
     if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
         return TlsError(None, f"the CA bundle given as verify cannot be read: {exc}", path)
+    if isinstance(exc, requests.exceptions.InvalidHeader):  # its text would quote the token
+        return AuthError(
+            None,
+            f"the credentials of {_kind(who)} {who} cannot be sent: they hold a space, "
+            "line break or other character an HTTP header cannot carry",
+            path,
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return TransientError(None, "timed out waiting for the cluster", path)
     if isinstance(exc, requests.exceptions.ConnectionError):

@@ -39,6 +39,8 @@ def test_an_ipv6_host_is_bracketed_for_proxmoxer():
         ({"host": "pve"}, "no credentials"),
         ({"host": "pve", "password": "x", "token_name": "a", "token_value": SECRET}, "not both"),
         ({"host": "pve", "password": "x", "passwd": "y"}, "passwd"),
+        ({"host": "pve", "token_name": "pro flow", "token_value": SECRET}, "token_name"),
+        ({"host": "pve", "token_name": "proxflow", "token_value": SECRET + "\n"}, "token_value"),
     ],
     ids=[
         "a URL as host",
@@ -51,6 +53,8 @@ def test_an_ipv6_host_is_bracketed_for_proxmoxer():
         "no credentials",
         "two kinds of credentials",
         "a misspelt key",
+        "a token id with a space",
+        "a token secret with a line break",
     ],
 )
 def test_a_bad_setting_is_refused_with_a_message_naming_it(fields, named):

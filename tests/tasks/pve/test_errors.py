@@ -83,6 +83,13 @@ def test_a_401_names_the_token_id():
     )
 
 
+def test_a_header_requests_refuses_is_named_without_quoting_it():
+    header = "PVEAPIToken=root@pam!proxflow=0b1f5e2a\nsecret"
+    err = classify(requests.exceptions.InvalidHeader(f"Invalid header value {header!r}"), "/", WHO)
+    assert isinstance(err, AuthError)
+    assert "0b1f5e2a" not in str(err) and "cannot be sent" in str(err)
+
+
 def test_an_unknown_ca_says_how_to_fix_it():
     err = classify(requests.exceptions.SSLError("verify failed"), "GET /version", WHO)
     assert "set verify to the cluster's CA bundle path" in str(err)
