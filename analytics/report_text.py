@@ -144,6 +144,24 @@ def _imbalance_rows(report: CapacityReport) -> list[dict[str, Any]]:
     ]
 
 
+def _usage_rows(report: CapacityReport) -> list[dict[str, Any]]:
+    peaks = (
+        report.usage.group_by("node")
+        .agg(pl.col("cpu", "mem").max(), pl.col("cpus", "memory").last())
+        .sort("node")
+    )
+    return [
+        {
+            "node": r["node"],
+            "cpu_peak_cores": _num(r["cpu"], 2),
+            "cpu_peak_pct": _pct(r["cpu"], r["cpus"] or 0.0),
+            "mem_peak_gib": _num(r["mem"] / GIB),
+            "mem_peak_pct": _pct(r["mem"], r["memory"] or 0.0),
+        }
+        for r in peaks.iter_rows(named=True)
+    ]
+
+
 def _mover_rows(report: CapacityReport) -> list[dict[str, Any]]:
     return [
         {
@@ -209,6 +227,7 @@ def table_rows(report: CapacityReport) -> dict[str, list[dict[str, Any]]]:
         "stranded": _stranded_rows(report),
         "headroom": _headroom_rows(report),
         "exhaustion": _exhaustion_rows(report),
+        "usage": _usage_rows(report),
         "imbalance": _imbalance_rows(report),
         "top_movers": _mover_rows(report),
         "forecast_vs_actual": (
@@ -316,10 +335,12 @@ def sections(report: CapacityReport) -> list[Section]:
             "usage",
             "Usage over time",
             (
-                "Peak CPU and memory per node in each time bucket, with capacity lines."
+                "Peak CPU and memory per node over the history, as a share of what it has "
+                "(memory after its reserve)."
                 if report.usage.height
                 else "No node history yet.",
             ),
+            table=True,
         ),
         Section("imbalance", "Imbalance", _imbalance_text(report), table=True),
         Section(
@@ -407,7 +428,7 @@ def to_markdown(report: CapacityReport) -> str:
     lines = [f"# {_md(report.title)}", "", _md(meta_line(report))]
     for section in sections(report):
         lines += ["", f"## {_md(section.heading)}", ""]
-        lines += [_md(t) for t in section.text]
+        lines.append("\n\n".join(_md(t) for t in section.text))
         if section.items:
             lines += ["", *(f"- {_md(i)}" for i in section.items)]
         if section.table and rows[section.key]:

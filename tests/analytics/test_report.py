@@ -136,6 +136,15 @@ def test_days_until_memory_runs_out_follow_the_daily_peaks_of_whole_days_only() 
     assert "Soonest: memory on s1 in 33 days" in to_markdown(rep)
 
 
+def test_usage_rows_give_each_nodes_peak_against_what_it_may_use() -> None:
+    rep = report(small_cluster(), node_history=history({"s1": (20, 1), "s2": (10, 0)}, 10))
+    s1 = next(r for r in table_rows(rep)["usage"] if r["node"] == "s1")
+    # memory peaks on the tenth day at 20 + 9 = 29 GiB of the 64 - 2 it may use: 47%;
+    # CPU is a quarter of 16 cores throughout
+    assert (s1["mem_peak_gib"], s1["mem_peak_pct"]) == (29.0, 47)
+    assert (s1["cpu_peak_cores"], s1["cpu_peak_pct"]) == (4.0, 25)
+
+
 @pytest.mark.parametrize("days", [0, 2])
 def test_short_or_empty_history_explains_itself_instead_of_failing(days: int) -> None:
     frame = history({"s1": (20, 1)}, days) if days else NO_HISTORY
@@ -344,6 +353,7 @@ def test_table_rows_are_json_and_name_every_section() -> None:
         "stranded",
         "headroom",
         "exhaustion",
+        "usage",
         "imbalance",
         "top_movers",
         "forecast_vs_actual",
