@@ -42,6 +42,9 @@ def size_bytes(spec: str) -> int:
 
 def from_qemu_precondition(vmid: int, data: Mapping[str, Any]) -> GuestConfig:
     devices = [str(d) for d in data.get("local_resources") or ()]
+    # a mapped device moves only where its mapping exists, and live only if the mapping says
+    # so; the planner cannot check either, so it treats the guest as pinned
+    devices += [f"{d} (mapped)" for d in data.get("mapped-resources") or () if d not in devices]
     disk_bytes = 0
     for disk in data.get("local_disks") or ():
         if not isinstance(disk, dict):

@@ -48,11 +48,12 @@ def test_configs_without_an_inventory_read_the_storages_once(sim):
     assert gateway.calls - before == 2  # storages, then the guest's precondition
 
 
-def test_a_local_cdrom_pins_a_vm_and_unused_local_disks_still_count():
+def test_a_local_cdrom_or_mapped_device_pins_a_vm_and_unused_local_disks_still_count():
     config = from_qemu_precondition(
         101,
         {
             "local_resources": ["usb0"],
+            "mapped-resources": ["hostpci1"],
             "local_disks": [
                 {"volid": "local:iso/debian.iso", "drivename": "ide2", "cdrom": 1, "size": 600},
                 {"volid": "local-zfs:vm-101-disk-0", "size": 32 * GIB, "is_unused": 0},
@@ -60,7 +61,7 @@ def test_a_local_cdrom_pins_a_vm_and_unused_local_disks_still_count():
             ],
         },
     )
-    assert config == GuestConfig(101, ("usb0", "ide2 (local cdrom)"), 40 * GIB)
+    assert config == GuestConfig(101, ("usb0", "hostpci1 (mapped)", "ide2 (local cdrom)"), 40 * GIB)
 
 
 def test_a_container_s_devices_bind_mounts_and_local_volumes_are_found():
