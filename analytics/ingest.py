@@ -4,7 +4,8 @@ Each table's key (what makes appends idempotent), required columns, time columns
 and list columns. Time columns may arrive as datetimes (naive = UTC, aware = converted) or epoch
 seconds and leave as naive UTC. JSON columns arrive as JSON strings and leave with every
 secret-looking key's value replaced, so tokens and passwords never reach the file. List columns
-leave as lists of strings. Extra columns of a frame are dropped.
+leave as lists of strings, CPU fractions rounded to `CPU_DECIMALS`. Extra columns of a frame are
+dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import polars as pl
 
+CPU_DECIMALS = 6  # see analytics.schema: finer digits of a CPU fraction are noise
+
 
 @dataclass(frozen=True)
 class _Table:
@@ -24,11 +27,16 @@ class _Table:
     times: tuple[str, ...] = ()
     jsons: tuple[str, ...] = ()
     lists: tuple[str, ...] = ()
+    rounded: tuple[str, ...] = ()
+    # a PRIMARY KEY backs the key (ON CONFLICT); else appends anti-join on it (sample tables)
+    indexed: bool = True
 
 
 TABLES: dict[str, _Table] = {
-    "node_samples": _Table(("node", "ts"), times=("ts",)),
-    "guest_samples": _Table(("vmid", "ts"), ("node", "kind"), ("ts",)),
+    "node_samples": _Table(("node", "ts"), times=("ts",), rounded=("cpu",), indexed=False),
+    "guest_samples": _Table(
+        ("vmid", "ts"), ("node", "kind"), ("ts",), rounded=("cpu",), indexed=False
+    ),
     "runs": _Table(("run_id",), ("flow",), ("started", "finished"), ("parameters",)),
     "plans": _Table(("plan_id",), ("created",), ("created",), ("moves", "skips")),
     "migrations": _Table(("id",), ("vmid", "source", "target"), ("started", "finished")),
@@ -83,6 +91,9 @@ def normalise(table: str, frame: pl.DataFrame, columns: list[str]) -> pl.DataFra
     for col in spec.jsons:
         if col in frame.columns:
             fixes.append(pl.col(col).map_elements(lambda s: to_json(json.loads(s)), pl.String))
+    for col in spec.rounded:
+        if col in frame.columns:
+            fixes.append(pl.col(col).cast(pl.Float64).round(CPU_DECIMALS))
     for col in spec.lists:
         if col not in frame.columns:
             continue

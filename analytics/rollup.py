@@ -8,7 +8,8 @@ samples cannot overwrite a complete aggregate with a partial one). Running :func
 twice with the same ``now`` therefore changes nothing.
 
 Hourly rows come from the 5-minute rows: ``n`` adds up, ``*_mean`` is the ``n``-weighted mean of
-the 5-minute means (equal to the mean of the raw samples), ``*_max`` is the max of maxes. A
+the 5-minute means (the mean of the raw samples, up to the rounding of the stored means),
+``*_max`` is the max of maxes. A
 guest's ``node`` is the node of its latest sample in the bucket.
 """
 
@@ -19,14 +20,23 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from analytics.append import merge
 from analytics.schema import utc_naive
 
 
 @dataclass(frozen=True)
 class Retention:
-    """How long each resolution is kept (cutoffs are aligned down to the hour)."""
+    """How long each resolution is kept (cutoffs are aligned down to the hour).
 
-    raw: timedelta = timedelta(days=7)
+    Defaults: raw 1-minute samples for 3 days (a long weekend's incidents at full detail, and
+    every 5-minute bucket is complete long before), 5-minute roll-ups for 90 days (the
+    forecaster trains on 30 days of them, with room for re-training and a season of notebook
+    work), hourly roll-ups for 5 years (capacity trends). With these a year of history of 5,000
+    guests stays under 5 GB; `bench/store.py` prints the projection. Other values are passed
+    to :meth:`analytics.store.Store.maintain` (the pipeline reads them from its settings).
+    """
+
+    raw: timedelta = timedelta(days=3)
     five_min: timedelta = timedelta(days=90)
     hourly: timedelta = timedelta(days=5 * 365)
 
@@ -37,17 +47,20 @@ class Retention:
 
 _AGG_COLS = ("n", "cpu_mean", "cpu_max", "mem_mean", "mem_max")
 
+# means are kept as the columns are (CPU to six decimals, memory to the byte), so a recomputed
+# bucket compares equal to its stored row when nothing changed
 _FROM_RAW = """
 SELECT {key}, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket,{node}
-       count(*) AS n, avg(cpu) AS cpu_mean, max(cpu) AS cpu_max,
-       avg(mem) AS mem_mean, max(mem) AS mem_max
+       count(*)::INTEGER AS n, round(avg(cpu), 6) AS cpu_mean, max(cpu) AS cpu_max,
+       round(avg(mem))::BIGINT AS mem_mean, max(mem) AS mem_max
 FROM {entity}_samples WHERE ts {cmp} $cutoff GROUP BY ALL
 """
 
 _FROM_5M = """
 SELECT {key}, date_trunc('hour', bucket) AS bucket,{node}
-       sum(n) AS n, sum(cpu_mean * n) / sum(n) AS cpu_mean, max(cpu_max) AS cpu_max,
-       sum(mem_mean * n) / sum(n) AS mem_mean, max(mem_max) AS mem_max
+       sum(n)::INTEGER AS n, round(sum(cpu_mean * n) / sum(n), 6) AS cpu_mean,
+       max(cpu_max) AS cpu_max, round(sum(mem_mean * n) / sum(n))::BIGINT AS mem_mean,
+       max(mem_max) AS mem_max
 FROM {entity}_samples_5m WHERE bucket {cmp} $cutoff GROUP BY ALL
 """
 
@@ -63,14 +76,22 @@ def _roll(
             " arg_max(node, ts) AS node," if source == "raw" else " arg_max(node, bucket) AS node,"
         )
     select = _FROM_RAW if source == "raw" else _FROM_5M
-    update = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
-    for cmp, conflict in ((">=", f"DO UPDATE SET {update}"), ("<", "DO NOTHING")):
+    # kept buckets are recomputed (changed ones updated), expired ones only added if missing
+    for cmp, update in ((">=", True), ("<", False)):
         query = select.format(key=key, node=node, entity=entity, cmp=cmp)
-        con.execute(
-            f"INSERT INTO {entity}_samples_{target} ({', '.join(cols)}) {query} "
-            f"ON CONFLICT ({key}, bucket) {conflict}",
-            {"cutoff": cutoff},
-        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE rolled AS {query}", {"cutoff": cutoff})
+        try:
+            merge(
+                con,
+                f"{entity}_samples_{target}",
+                "rolled",
+                (key, "bucket"),
+                "bucket",
+                cols,
+                update=update,
+            )
+        finally:
+            con.execute("DROP TABLE rolled")
 
 
 def _delete(con: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime) -> int:

@@ -9,11 +9,19 @@ Samples are **wide** (one row per entity and sample time, one column per metric)
 (entity, metric, ts, value):
 
 - every collector poll yields all metrics of an entity at once, so a wide row is exactly one
-  observation and the primary key (entity, ts) makes re-ingest idempotent per observation;
+  observation and the key (entity, ts) makes re-ingest idempotent per observation;
 - the planner and features read several metrics of the same instant together (cpu with cpus,
   mem with maxmem); wide rows need no pivot and are about 10x fewer rows;
 - metrics are a small, fixed set from PVE's API; a new one is a migration (an added nullable
   column), which is cheap in DuckDB's columnar storage and keeps types per metric.
+
+Sample tables carry no PRIMARY KEY (since version 4): its index cost more bytes per row than
+the compressed row itself, so (entity, ts) stays unique through anti-join appends instead
+(:mod:`analytics.append`). Their rows are written in time order, which lets DuckDB store time
+and entity columns as runs and deltas and skip row groups outside a read's time range. CPU
+fractions are kept to six decimals (PVE measures them from 1/100 s ticks over 10 s, so
+finer digits are noise) and stored by DuckDB as small integers; mean memory is kept to the
+byte.
 
 Secrets are never stored: there is no column for tokens, passwords or tickets, and JSON
 payloads (run parameters, model metadata) are scrubbed by the store before insert.
@@ -67,6 +75,52 @@ def _rollups() -> str:
     return "".join(parts)
 
 
+# Version 4's sample tables: (create columns, copy expressions, time column). Copies round CPU
+# fractions to six decimals, keep mean memory to the byte and write rows in time order.
+_SAMPLES_V4 = {
+    "node_samples": (
+        "node VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, cpu DOUBLE, maxcpu INTEGER, "
+        "mem BIGINT, maxmem BIGINT",
+        "node, ts, round(cpu, 6), maxcpu, mem, maxmem",
+        "ts, node",
+    ),
+    "guest_samples": (
+        "vmid INTEGER NOT NULL, ts TIMESTAMP NOT NULL, node VARCHAR NOT NULL, "
+        "kind VARCHAR NOT NULL, cpu DOUBLE, cpus DOUBLE, mem BIGINT, maxmem BIGINT, "
+        "netin BIGINT, netout BIGINT, diskread BIGINT, diskwrite BIGINT",
+        "vmid, ts, node, kind, round(cpu, 6), cpus, mem, maxmem, netin, netout, diskread, "
+        "diskwrite",
+        "ts, vmid",
+    ),
+}
+_ROLLUP_V4 = (
+    "n INTEGER NOT NULL, cpu_mean DOUBLE, cpu_max DOUBLE, mem_mean BIGINT, mem_max BIGINT",
+    "n, round(cpu_mean, 6), round(cpu_max, 6), round(mem_mean), round(mem_max)",
+)
+
+
+def _unindexed_samples() -> str:
+    tables = dict(_SAMPLES_V4)
+    for entity, key, key_type in (("node", "node", "VARCHAR"), ("guest", "vmid", "INTEGER")):
+        node = ", node VARCHAR" if entity == "guest" else ""
+        node_copy = ", node" if entity == "guest" else ""
+        for res in ("5m", "1h"):
+            tables[f"{entity}_samples_{res}"] = (
+                f"{key} {key_type} NOT NULL, bucket TIMESTAMP NOT NULL{node}, {_ROLLUP_V4[0]}",
+                f"{key}, bucket{node_copy}, {_ROLLUP_V4[1]}",
+                f"bucket, {key}",
+            )
+    parts = []
+    for table, (columns, copy, order) in tables.items():
+        parts.append(
+            f"CREATE TABLE {table}_v4 ({columns});\n"
+            f"INSERT INTO {table}_v4 SELECT {copy} FROM {table} ORDER BY {order};\n"
+            f"DROP TABLE {table};\n"
+            f"ALTER TABLE {table}_v4 RENAME TO {table};\n"
+        )
+    return "".join(parts)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -116,6 +170,11 @@ CREATE TABLE guest_config (
     local_disk_bytes BIGINT, checked TIMESTAMP
 );
 """,
+    ),
+    Migration(
+        4,
+        "sample tables without primary-key indexes, rows in time order, mean memory in bytes",
+        _unindexed_samples(),
     ),
 )
 

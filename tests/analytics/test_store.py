@@ -110,6 +110,34 @@ def test_overlapping_frames_add_only_the_new_rows(tmp_path: Path) -> None:
     assert count(store.path, "guest_samples") == 15
 
 
+def test_a_key_repeated_inside_one_frame_is_stored_once_with_its_first_values(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    first = guest_frame(100, T0, 2)
+    again = first.head(1).with_columns(cpu=pl.lit(0.99))
+    assert store.append_guest_samples(pl.concat([first, again])) == 2
+    assert store.guest_window(T0, T0 + timedelta(minutes=2))["cpu"].to_list() == [0.0, 0.01]
+
+
+def test_upserting_samples_changes_the_stored_values_and_adds_the_new_rows(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    store.append_guest_samples(guest_frame(100, T0, 3))
+    fixed = guest_frame(100, T0 + timedelta(minutes=2), 2).with_columns(cpu=pl.lit(0.5))
+    assert store.upsert("guest_samples", fixed) == 2  # minute 2 changed, minute 3 added
+    assert store.upsert("guest_samples", fixed) == 0  # nothing differs any more
+    window = store.guest_window(T0, T0 + timedelta(hours=1))
+    assert window["cpu"].to_list() == [0.0, 0.01, 0.5, 0.5]
+
+
+def test_cpu_fractions_are_kept_to_six_decimals(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    store.append_guest_samples(guest_frame(100, T0, 1).with_columns(cpu=pl.lit(0.123456789)))
+    assert store.latest_guest_samples()["cpu"].to_list() == [0.123457]
+
+
 def test_a_writer_that_fails_commits_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.duckdb")
     with pytest.raises(RuntimeError, match="boom"), store.writer() as con:
@@ -168,6 +196,28 @@ def test_readers_select_by_window_and_entity_and_find_the_latest_sample(tmp_path
     assert store.node_window(T0, T0 + timedelta(days=1)).is_empty()
 
 
+def test_a_window_is_sorted_by_guest_then_time_even_after_a_backfill_of_older_rows(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    later = T0 + timedelta(minutes=3)
+    store.append_guest_samples(pl.concat([guest_frame(101, later, 2), guest_frame(100, later, 2)]))
+    store.append_guest_samples(pl.concat([guest_frame(101, T0, 3), guest_frame(100, T0, 3)]))
+    rows = store.guest_window(T0, T0 + timedelta(hours=1)).select("vmid", "ts").rows()
+    expected = [(v, T0 + timedelta(minutes=m)) for v in (100, 101) for m in range(5)]
+    assert rows == expected
+
+
+def test_a_window_can_read_only_the_columns_it_needs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    store.append_guest_samples(pl.concat([guest_frame(101, T0, 2), guest_frame(100, T0, 2)]))
+    window = store.guest_window(T0, T0 + timedelta(hours=1), columns=["cpu", "vmid"])
+    assert window.columns == ["vmid", "ts", "cpu"]
+    assert window["vmid"].to_list() == [100, 100, 101, 101]
+    with pytest.raises(ValueError, match=r"guest_samples has no column\(s\) \['load'\]; it has"):
+        store.guest_window(T0, T0 + timedelta(hours=1), columns=["load"])
+
+
 # --- roll-ups and retention ------------------------------------------------------------------
 
 NOW = datetime(2026, 3, 1, 0, 30)  # hour-aligned cutoffs are counted from 2026-03-01 00:00
@@ -219,12 +269,12 @@ def test_hourly_aggregates_have_the_expected_means_and_maxes(maintained: Store) 
     hourly = maintained.node_window(datetime(2026, 2, 20, 13), NOW, resolution="1h")
     full = hourly.row(0, named=True)
     # raw long gone, rolled before deletion: minutes 0..59 → cpu mean 29.5/100, max 0.59;
-    # mem 13000..13059 → mean 13029.5, max 13059
+    # mem 13000..13059 → mean 13029.5, kept to the byte (half away from zero), max 13059
     assert full["bucket"] == datetime(2026, 2, 20, 13)
     assert full["n"] == 60
     assert full["cpu_mean"] == pytest.approx(0.295)
     assert full["cpu_max"] == pytest.approx(0.59)
-    assert (full["mem_mean"], full["mem_max"]) == (13029.5, 13059)
+    assert (full["mem_mean"], full["mem_max"]) == (13030, 13059)
     current = hourly.row(-1, named=True)
     # the running hour 03-01 00:00 has minutes 0..29: cpu mean 14.5/100, max 0.29
     assert (current["bucket"], current["n"]) == (datetime(2026, 3, 1), 30)
@@ -429,7 +479,7 @@ def test_guest_config_refuses_local_resources_that_are_not_a_list(tmp_path: Path
         Store(tmp_path / "h.duckdb").upsert("guest_config", frame)
 
 
-def test_a_file_at_an_older_schema_version_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_file_at_schema_version_2_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "h.duckdb"
     with duckdb.connect(str(path)) as con:
         con.execute(
@@ -439,10 +489,28 @@ def test_a_file_at_an_older_schema_version_upgrades_and_keeps_its_rows(tmp_path:
         for step in MIGRATIONS[:2]:
             con.execute(step.sql)
             con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [step.version, "old"])
+        for minute in (1, 0):  # stored out of time order
+            con.execute(
+                "INSERT INTO guest_samples (vmid, ts, node, kind, cpu) "
+                "VALUES (100, ?, 'a', 'lxc', 0.123456789)",
+                [T0 + timedelta(minutes=minute)],
+            )
         con.execute(
-            "INSERT INTO guest_samples (vmid, ts, node, kind) VALUES (100, ?, 'a', 'lxc')", [T0]
+            "INSERT INTO node_samples_1h VALUES ('a', ?, 60, 0.1, 0.2, 13029.5, 13059.0)", [T0]
         )
     store = Store(path)
     assert store.migrate() == LATEST
     assert store.guest_configs().is_empty()
-    assert store.latest_guest_samples()["vmid"].to_list() == [100]
+    assert store.read("SELECT ts, cpu FROM guest_samples").rows() == [
+        (T0, 0.123457),
+        (T0 + timedelta(minutes=1), 0.123457),
+    ]
+    hourly = store.node_window(T0, T0 + timedelta(hours=1), resolution="1h")
+    assert hourly.select("mem_mean", "mem_max").rows() == [(13030, 13059)]
+    # and the upgraded tables stay idempotent without their primary key
+    assert store.append_guest_samples(guest_frame(100, T0, 3)) == 1
+    assert count(path, "guest_samples") == 3
+    keys = read_frame(
+        path, "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+    )
+    assert not any(t.startswith(("guest_samples", "node_samples")) for t in keys["table_name"])
