@@ -83,7 +83,7 @@ class SimulatorSettings(_Section):
 
 class StoreSettings(_Section):
     path: Path | None = None  # default: <data_dir>/history.duckdb
-    raw_days: float = Field(7, gt=0)
+    raw_days: float = Field(3, gt=0)
     five_minute_days: float = Field(90, gt=0)
     hourly_days: float = Field(5 * 365, gt=0)
 
