@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field
 
-from engine import Automation, Plan, Policy, plan, plan_evacuation, plan_exact
+from engine import Automation, ClusterSnapshot, Plan, Policy, plan, plan_evacuation, plan_exact
 from flows.execute import execute, resume_interrupted
 from flows.observe import Observation, observe
 from flows.runtime import Runtime, connect, current_settings
@@ -36,6 +36,7 @@ RUNNER = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers
 class BalanceOutcome:
     plan_id: str
     plan: Plan
+    snapshot: ClusterSnapshot  # what the plan was made from (forecasts included)
     executed: bool
     results: list[MoveResult] = field(default_factory=list)
     why_not_executed: str = ""
@@ -91,17 +92,19 @@ def _run(
         100 * the_plan.imbalance_after,
     )
     if not act or not the_plan.moves:
-        return BalanceOutcome(plan_id, the_plan, False, why_not_executed=why_not or "nothing to do")
+        return BalanceOutcome(
+            plan_id, the_plan, obs.snapshot, False, why_not_executed=why_not or "nothing to do"
+        )
     try:
         rt.gateway.require_quorum()
     except PveError as exc:
         logger.error("not executing plan %s: %s", plan_id, exc)
-        return BalanceOutcome(plan_id, the_plan, False, why_not_executed=str(exc))
+        return BalanceOutcome(plan_id, the_plan, obs.snapshot, False, why_not_executed=str(exc))
     results = execute(rt, the_plan, plan_id)
     publish_results(results, f"{key}-results")
     done = sum(r.done for r in results)
     logger.info("plan %s: %d of %d move(s) done", plan_id, done, len(results))
-    return BalanceOutcome(plan_id, the_plan, True, results)
+    return BalanceOutcome(plan_id, the_plan, obs.snapshot, True, results)
 
 
 @flow(name="balance", task_runner=RUNNER)
