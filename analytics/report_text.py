@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from analytics.capacity import CLUSTER
 from analytics.report_build import NEED_DAYS, CapacityReport
 from engine.policy import GIB
 
@@ -265,12 +266,18 @@ def _days_text(report: CapacityReport) -> tuple[str, ...]:
     if report.exhaustion.height == 0:
         return (f"Not enough history ({report.history_days} whole days, need {NEED_DAYS}).",)
     soonest = report.exhaustion.filter(pl.col("days").is_not_null()).sort("days")
-    first = (
-        "No node's CPU or memory peaks are rising: nothing runs out on the current trend."
-        if soonest.height == 0
-        else "Soonest: {resource} on {node} in {days:.0f} days (band {days_pessimistic:.0f}"
-        "–{days_optimistic:.0f}).".format(**soonest.row(0, named=True))
-    )
+    if soonest.height == 0:
+        first = "No node's CPU or memory peaks are rising: nothing runs out on the current trend."
+    else:
+        r = soonest.row(0, named=True)
+        where = "the whole cluster" if r["node"] == CLUSTER else r["node"]
+        when = (
+            "is at capacity already"
+            if r["days"] < 0.5
+            else f"runs out in {r['days']:.0f} days (band "
+            f"{r['days_pessimistic']:.0f}–{r['days_optimistic']:.0f})"
+        )
+        first = f"Soonest: {r['resource']} on {where} {when}."
     return (
         first,
         f"Linear trend through the daily peaks of {report.history_days} whole days, with a 95% "

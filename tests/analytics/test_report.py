@@ -133,7 +133,13 @@ def test_days_until_memory_runs_out_follow_the_daily_peaks_of_whole_days_only() 
     assert row(memory, "big")["days"] is None  # flat: never
     cpu = rep.exhaustion.filter(pl.col("resource") == "cpu")
     assert cpu["days"].null_count() == cpu.height  # a flat quarter of the cores
-    assert "Soonest: memory on s1 in 33 days" in to_markdown(rep)
+    assert "Soonest: memory on s1 runs out in 33 days" in to_markdown(rep)
+
+
+def test_a_node_already_past_its_usable_memory_is_reported_as_at_capacity() -> None:
+    # s2's peaks rise from 60 to 65 GiB over six days; it may use 64 - 2 = 62
+    rep = report(small_cluster(), node_history=history({"s1": (20, 0), "s2": (60, 1)}, 6))
+    assert "Soonest: memory on s2 is at capacity already." in to_markdown(rep)
 
 
 def test_usage_rows_give_each_nodes_peak_against_what_it_may_use() -> None:
