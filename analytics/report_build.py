@@ -60,7 +60,7 @@ class CapacityReport:
     headroom: pl.DataFrame  # see analytics.capacity.headroom; online nodes + cluster row
     exhaustion: pl.DataFrame  # node, resource (cpu|memory), days, days_optimistic, ...
     n_plus_one: NPlusOne | None  # None only when no node is online
-    imbalance: pl.DataFrame  # see analytics.capacity.imbalance_over_time
+    imbalance: pl.DataFrame  # see analytics.capacity.imbalance_over_time; instants of 2+ nodes
     top_movers: pl.DataFrame  # vmid, name, moves, gib_moved, last_move
     forecast_vs_actual: pl.DataFrame | None  # series, ts, actual, mean, p90; None: no model
     series_names: Mapping[str, str]  # forecast series (vmid as text) → guest name, when known
@@ -299,7 +299,8 @@ def build_report(
             else pl.DataFrame(schema=_EXHAUSTION_SCHEMA)
         ),
         n_plus_one=n_plus_one(snapshot, policy) if nodes.height else None,
-        imbalance=imbalance_over_time(history, policy),
+        # a lone node's reading (e.g. polled a moment apart from the rest) has no spread
+        imbalance=imbalance_over_time(history, policy).filter(pl.col("nodes") >= 2),
         top_movers=_top_movers(migrations, snapshot, guest_names),
         forecast_vs_actual=forecast_vs_actual,
         series_names=_series_names(forecast_vs_actual, snapshot, guest_names),

@@ -142,6 +142,19 @@ def test_a_node_already_past_its_usable_memory_is_reported_as_at_capacity() -> N
     assert "Soonest: memory on s2 is at capacity already." in to_markdown(rep)
 
 
+def test_imbalance_leaves_out_instants_that_only_one_node_reported() -> None:
+    both = history({"s1": (20, 0), "s2": (10, 0)}, 1)
+    straggler = (
+        both.filter(pl.col("node") == "s1")
+        .tail(1)
+        .with_columns(pl.col("ts") + timedelta(seconds=30))
+    )
+    rep = report(small_cluster(), node_history=pl.concat([both, straggler]))
+    assert rep.imbalance["nodes"].min() == 2
+    assert rep.imbalance.height == 24  # the hourly instants both nodes reported
+    assert "over 2 nodes." in to_markdown(rep)
+
+
 def test_usage_rows_give_each_nodes_peak_against_what_it_may_use() -> None:
     rep = report(small_cluster(), node_history=history({"s1": (20, 1), "s2": (10, 0)}, 10))
     s1 = next(r for r in table_rows(rep)["usage"] if r["node"] == "s1")
