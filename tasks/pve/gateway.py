@@ -41,6 +41,7 @@ class Gateway:
         self._release: str | None = None
         self._time_node: str | None = None
         self._shared: frozenset[str] | None = None
+        self._offline: frozenset[str] = frozenset()  # as of the last inventory
 
     @classmethod
     def connect(cls, endpoint: PveEndpoint, retry: RetryPolicy | None = None) -> Gateway:
@@ -151,6 +152,7 @@ class Gateway:
         ts = int(taken_at)
         parsed = resources.parse(entries, ts, maintenance)
         self._shared = frozenset(parsed.shared_storages)
+        self._offline = frozenset(n.name for n in parsed.nodes if not n.online)
         return Inventory(
             taken_at=taken_at,
             nodes=tuple(parsed.nodes),
@@ -172,7 +174,17 @@ class Gateway:
         workers: int = 4,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[int, GuestConfig]:
-        """Local devices and disks of `guests`, `workers` reads in flight at most."""
+        """Local devices and disks of `guests`, `workers` reads in flight at most.
+
+        Guests on a node the last inventory saw offline are left out without a call: each would
+        wait for pveproxy's 595 (up to 30 s) and its retries. A guest missing from the answer
+        is one to ask about again next cycle.
+        """
+        guests = list(guests)
+        skipped = [g.vmid for g in guests if g.node in self._offline]
+        if skipped:
+            log.info("configs of %d guest(s) on offline nodes left for later", len(skipped))
+            guests = [g for g in guests if g.node not in self._offline]
         if self._shared is None:
             storages = self._api.get("cluster/resources", type="storage")
             self._shared = frozenset(
@@ -189,12 +201,16 @@ class Gateway:
         workers: int = 4,
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Node and guest samples from PVE's RRD history; guests' node as of now."""
+        """Node and guest samples from PVE's RRD history; guests' node as of now.
+
+        Node history is kept by the whole cluster, so offline nodes have it too; a guest's is
+        read on its node, so guests on offline nodes are left out (their calls would only 595).
+        """
         now = self.inventory()
         return backfill.read_history(
             self._api,
             now.nodes,
-            now.guests,
+            [g for g in now.guests if g.node not in self._offline],
             timeframe,
             workers=workers,
             progress=progress,

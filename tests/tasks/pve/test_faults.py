@@ -76,6 +76,18 @@ def test_configs_of_guests_on_an_offline_node_are_left_for_later(sim, control, c
     assert "could not read the configuration of 3 guest(s)" in caplog.text
 
 
+def test_guests_on_a_node_known_to_be_offline_are_not_asked_about(sim, control: Control):
+    gateway = connect(sim)
+    control.post("nodes/pve2/offline")
+    inv = gateway.inventory()
+    control.delete("requests")
+    configs = gateway.guest_configs(inv.guests)
+    assert sorted(configs) == [100, 101, 104, 105, 106, 200]
+    made = requests_made(control)
+    assert made["GET /nodes/{node}/qemu/{vmid}/migrate"] == 5  # 100, 101, 104, 105, 106
+    assert made["GET /nodes/{node}/lxc/{vmid}/config"] == 1  # 200; 201 is on pve2
+
+
 def test_a_migration_off_an_offline_node_is_not_attempted(sim, control: Control):
     gateway = connect(sim)
     control.post("nodes/pve2/offline")
