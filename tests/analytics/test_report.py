@@ -119,6 +119,14 @@ def test_a_guest_too_big_for_any_other_node_makes_the_loss_unsurvivable_and_is_n
     assert 'class="verdict bad"' in to_html(rep)
 
 
+def test_a_cluster_with_no_online_node_still_makes_a_report_that_says_so() -> None:
+    snap = ClusterSnapshot((node("a", online=False),), (guest(1, "a"),))
+    rep = report(snap)
+    assert rep.n_plus_one is None and rep.offline == ("a",)
+    assert "No node is online: there is no node to lose." in to_markdown(rep)
+    assert 'class="verdict bad"' in to_html(rep)
+
+
 def test_days_until_memory_runs_out_follow_the_daily_peaks_of_whole_days_only() -> None:
     # s1's peak rises 1 GiB a day from 20: 29 GiB on the tenth day; it may use 64 - 2 = 62,
     # so (62 - 29) / 1 = 33 days. A half day before T0 with low readings is left out.
