@@ -1,6 +1,16 @@
 """The Proxmox VE gateway: proxmoxer over verified TLS, PVE JSON in, engine types out.
 
-No Prefect here, so it can be tested and benchmarked alone against the simulator.
+    gateway = Gateway.connect(PveEndpoint(host=..., token_name=..., token_value=...))
+    gateway.check_privileges()                  # PrivilegeError names what is missing
+    inv = gateway.inventory(cached_configs)     # a constant few calls at any cluster size
+    fresh = gateway.guest_configs(new_guests)   # per guest, bounded concurrency: cache these
+    upid = gateway.start_migration(move)        # quorum checked; never started twice
+    outcome = gateway.wait_task(upid, timeout=600)
+    landed = gateway.verify(move.vmid, move.target)
+
+Failures are `PveError`s whose class says what to do: retry later (`TransientError`), give up
+on this request (`RefusedError`, `QuorumLostError`) or fix the settings (`AuthError`,
+`PrivilegeError`, `TlsError`). No Prefect here, so it is tested and benchmarked alone.
 """
 
 from tasks.pve.endpoint import DEFAULT_TIMEOUT, PveEndpoint

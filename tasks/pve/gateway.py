@@ -73,7 +73,9 @@ class Gateway:
 
     @property
     def _has_rules(self) -> bool:
-        return int(self.version().split(".")[0]) >= 9
+        """HA rules replaced HA groups in PVE 9."""
+        major = self.version().split(".")[0]
+        return not major.isdigit() or int(major) >= 9  # an unknown scheme: assume a new release
 
     def missing_privileges(self) -> list[str]:
         """Each required privilege the user or token lacks, as "Priv on /path"."""
