@@ -61,7 +61,8 @@ class Gateway:
 
     @property
     def calls(self) -> int:
-        """API calls made so far (each retry counts), for logs and benchmarks."""
+        """API calls made so far (each retry counts), for logs and benchmarks; the hourly ticket
+        renewal proxmoxer makes on its own with password logins is not among them."""
         return self._api.calls
 
     # -- the cluster ---------------------------------------------------------------------------
