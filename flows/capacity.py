@@ -84,6 +84,7 @@ def forecast_vs_actual(rt: Runtime, guests: tuple[Guest, ...], now: float) -> pl
             (pl.col("cpu") * pl.col("cores")).alias("actual"),
             (pl.col("mean") * pl.col("cores")).alias("mean"),
             (pl.col("p90") * pl.col("cores")).alias("p90"),
+            pl.lit("cores").alias("unit"),
         )
         .drop_nulls()
         .sort("series", "ts")
