@@ -31,7 +31,8 @@ def test_every_problem_of_a_bad_file_is_reported_with_its_key_and_value(tmp_path
     path = write(
         tmp_path,
         "cluster:\n  host: pve.example\n  port: 99999\n  token_name: lb\n"
-        "  token_value: s3cr3t-v4lue\n  colour: red\nmigrations:\n  cluster_limit: -1\npolicy:\n  max_moves: ten\n  bogus: 1\n",
+        "  token_value: s3cr3t-v4lue\n  colour: red\nmigrations:\n  cluster_limit: -1\n"
+        "policy:\n  max_moves: ten\n  bogus: 1\n",
     )
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
