@@ -111,32 +111,18 @@ def sim(
 @app.command()
 def demo(
     scenario: Annotated[str, typer.Option(help="scenario to run the demo on")] = "demo",
+    data_dir: Annotated[
+        Path, typer.Option(help="where the demo keeps its history, models and report")
+    ] = Path(".proxflow/demo"),
 ) -> None:
-    """Start the simulated cluster, connect over verified TLS and show the cluster."""
-    from proxmoxer import ProxmoxAPI
+    """The whole product on a simulated cluster: history, forecasts, plan, migrations, report."""
+    # the demo's Prefect database lives (and is reset) with the rest of its data
+    os.environ["PREFECT_HOME"] = str((data_dir / "prefect").resolve())
+    from flows.demo import run_demo
 
-    from flows.cluster_summary import summarize, summary_table
-
-    simulator = _start_sim(scenario, 0, 60.0, None, None, None, None)
-    try:
-        console.print(
-            f"Started the simulated cluster [bold]{simulator.spec.name}[/bold] at {simulator.url}"
-        )
-        console.print(f"Verifying its TLS certificate against the CA in {simulator.ca_file}")
-        pve = ProxmoxAPI(
-            simulator.host,
-            user=simulator.token.user,
-            token_name=simulator.token.tokenid,
-            token_value=simulator.token_secret,
-            verify_ssl=str(simulator.ca_file),
-            timeout=30,
-        )
-        version = pve.version.get()
-        resources = pve.cluster.resources.get()
-        title = f"Cluster '{simulator.spec.cluster_name}' (PVE {version['version']})"
-        console.print(summary_table(summarize(resources), title))
-    finally:
-        simulator.stop()
+    with _failures():
+        code = run_demo(console, data_dir.resolve(), scenario)
+    raise typer.Exit(code)
 
 
 # --- the pipeline --------------------------------------------------------------------------

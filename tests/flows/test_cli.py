@@ -16,14 +16,6 @@ from typer.testing import CliRunner
 from flows.cli import app
 
 
-def test_demo_prints_every_node_of_the_demo_cluster_with_its_load():
-    result = CliRunner().invoke(app, ["demo"], env={"COLUMNS": "160"})
-    assert result.exit_code == 0, result.output
-    assert "Cluster 'demo' (PVE 9.1" in result.output
-    for node in ("pve1", "pve2", "pve3", "pve4", "pve5"):
-        assert re.search(rf"{node}\s.*online\s.*\d+% of \d+", result.output), node
-
-
 def test_sim_refuses_an_unknown_scenario_with_the_names_it_knows():
     result = CliRunner().invoke(app, ["sim", "--scenario", "nope", "--port", "0"])
     assert result.exit_code == 2
