@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, cast
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
@@ -65,7 +66,42 @@ def _decide(dry_run: bool | None, policy: Policy) -> tuple[bool, str]:
     return True, ""
 
 
+def _publish_outcome(outcome: BalanceOutcome, title: str) -> None:
+    """One line per run that says what happened and why, for the UI's artifact list."""
+    plan_ = outcome.plan
+    if outcome.executed:
+        counts = {
+            s: sum(r.status == s for r in outcome.results) for s in ("ok", "failed", "skipped")
+        }
+        what = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        line = f"executed {len(outcome.results)} move(s): {what}"
+    else:
+        line = f"not executed: {outcome.why_not_executed}"
+    lines = [f"# {title}: outcome\n", f"- plan `{outcome.plan_id}`, {line}\n"]
+    lines += [
+        f"- {r.vmid} ({r.name}) {r.source} → {r.target}: **{r.status}**, {r.detail}\n"
+        for r in outcome.results
+        if r.status != "ok"
+    ]
+    lines.append(
+        f"- predicted imbalance {plan_.imbalance_before:.2%} → {plan_.imbalance_after:.2%}\n"
+    )
+    create_markdown_artifact(
+        markdown="".join(lines),
+        key="proxflow-balance-outcome",
+        description=f"{title}: what was executed and why",
+    )
+
+
 def _run(
+    rt: Runtime, dry_run: bool | None, planner: Planner, evacuate: str | None, title: str
+) -> BalanceOutcome:
+    outcome = _plan_and_act(rt, dry_run, planner, evacuate, title)
+    _publish_outcome(outcome, title)
+    return outcome
+
+
+def _plan_and_act(
     rt: Runtime, dry_run: bool | None, planner: Planner, evacuate: str | None, title: str
 ) -> BalanceOutcome:
     logger = get_run_logger()

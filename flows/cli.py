@@ -261,8 +261,8 @@ def guests(
     from flows.views import guests_table
 
     with _failures():
-        snapshot, _ = _observe_plain(_runtime())
-        console.print(guests_table(snapshot, node))
+        snapshot, policy = _observe_plain(_runtime())
+        console.print(guests_table(snapshot, node, policy))
 
 
 @app.command()

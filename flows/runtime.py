@@ -19,6 +19,20 @@ from flows.settings import Settings, load_settings
 from tasks.pve import Gateway, PveEndpoint
 
 log = logging.getLogger("proxflow")
+
+
+def _send_logs_to_runs() -> None:
+    """The gateway and store log to `proxflow.*` without knowing Prefect; inside a flow run
+    these lines belong in the run's log too (retries, offline nodes, odd API answers)."""
+    from prefect.logging.handlers import APILogHandler
+
+    if not any(isinstance(h, APILogHandler) for h in log.handlers):
+        log.addHandler(APILogHandler(level=logging.INFO))
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+
+
+_send_logs_to_runs()
 _lock = threading.Lock()
 _embedded: dict[str, object] = {}
 _settings_override: list[Settings] = []

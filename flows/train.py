@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows.ingest import maintain
+from flows.progress import steps
 from flows.runtime import Runtime, connect, current_settings
 from tasks.forecast import COLUMNS, TrainingResult, train_one, training_frame
 from tasks.records import write
@@ -64,7 +65,12 @@ def train() -> list[TrainingResult]:
     now = rt.gateway.cluster_time()
     maintain(rt, now, force=True)
     frame = training_frame(rt.store, now, rt.settings.forecast.training_days)
-    results = [fit(rt, frame, column) for column in COLUMNS]
+    progress = steps("training forecasters")
+    results = []
+    for i, column in enumerate(COLUMNS):
+        progress(i, len(COLUMNS))
+        results.append(fit(rt, frame, column))
+    progress(len(COLUMNS), len(COLUMNS))
     _record(rt, results, datetime.now(UTC).timestamp())
     create_table_artifact(
         key="proxflow-training",

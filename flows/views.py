@@ -69,8 +69,17 @@ def _rules_of(tags: Sequence[str], ha_rules: list[str]) -> str:
     return ", ".join(parts + ha_rules)
 
 
-def guests_table(snapshot: ClusterSnapshot, node: str | None = None) -> Table:
+def guests_table(
+    snapshot: ClusterSnapshot, node: str | None = None, policy: Policy | None = None
+) -> Table:
     ha: dict[int, list[str]] = {}
+    pools = policy.pools if policy is not None else {}
+    for g in snapshot.guests:
+        rule = pools.get(g.pool) if g.pool else None
+        if rule is not None:
+            where = f" {','.join(rule.nodes)}" if rule.nodes else ""
+            soft = "" if rule.strict else " (soft)"
+            ha.setdefault(g.vmid, []).append(f"pool {g.pool}: {rule.rule.value}{where}{soft}")
     for nr in snapshot.node_rules:
         for vmid in nr.vmids:
             ha.setdefault(vmid, []).append(
