@@ -23,8 +23,9 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from analytics import Store
-from analytics.backtest import score
+from analytics.backtest import horizon_steps, score
 from analytics.baselines import BASELINES, Forecaster
+from analytics.features import WARMUP
 from analytics.forecaster import LoadForecaster, time_split
 from analytics.model_store import ModelLoadError, load_latest, promote, read_metadata, save
 from analytics.model_store import versions as model_versions
@@ -178,7 +179,12 @@ def train_one(
     and the current model, and save the candidate only when `promote` says it wins."""
     data = frame.select("series", "ts", column).drop_nulls()
     series = data["series"].n_unique()
-    if data.height < 200 or series == 0:
+    start_ts = time_split(data, 0.8) if series else 0
+    # the model learns only from rows after a warm-up hour that have a horizon after them,
+    # so some series must have that many rows before the split (else fitting raises)
+    needed = WARMUP + horizon_steps(horizon_min)
+    longest = data.filter(pl.col("ts") < start_ts)["series"].value_counts()["count"].max()
+    if data.height < 200 or series == 0 or int(longest or 0) < needed:  # type: ignore[arg-type]
         return TrainingResult(
             column,
             horizon_min,
@@ -189,9 +195,9 @@ def train_one(
             None,
             False,
             None,
-            f"too little history to train ({data.height} rows on the 5-minute grid)",
+            f"too little history to train ({data.height} rows on the 5-minute grid; "
+            f"{needed} rows of one series before the validation split are needed)",
         )
-    start_ts = time_split(data, 0.8)
     # one OpenMP thread: flow runs share hosts, and gradient boosting's spinning threads slow
     # down several-fold when the cores are busy (100 s instead of 16 s measured on 2 cores)
     with threadpool_limits(limits=1, user_api="openmp"):
