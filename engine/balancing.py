@@ -3,11 +3,20 @@
 A move's worth is the node load it takes off the spread (N × the drop in imbalance), net of
 its migration cost and the policy margin; candidates compete per migration they add, since
 the move budget is what runs out. Targets must end cooler than the source was.
+
+Small clusters get a deeper search, because there one guest is a large share of a node and
+single moves alone stall far from balance (a big node's guest overfills a small node; the move
+that would fit needs another guest to make room first):
+
+- ejection pairs (up to PAIR_NODES eligible nodes and PAIR_UNITS movable units): a unit
+  leaves a hot node for a node that then sheds a unit of its own, judged as one option;
+- a pilot (up to PILOT_NODES eligible nodes): when the option that gains most is not the one
+  that gains most per migration, both are carried on to the end and the better plan wins.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,72 +27,268 @@ from engine.planning import PlanBuilder, Unit
 SOURCES_PER_STEP = 8  # hottest nodes searched for a balancing move in each step
 SWAP_TARGETS = 4  # coolest nodes searched for an exchange when no single move pays
 CHAIN_FIRSTS = 16  # first moves tried when looking one move ahead
+# Ejection pairs score every (unit of a hot node, node, unit there, node) at once: with at most
+# 6 eligible nodes and 80 units one step is a few arrays of at most 80 × 80 × 6 × 6 numbers.
+PAIR_NODES = 6
+PAIR_UNITS = 80
+OPTIONS_PER_SOURCE = 4  # best options kept per hot node (singles) or node pair (ejection pairs)
+# The pilot plans each decision to the end twice: at most 2 × the steps of a plan, squared.
+PILOT_NODES = 3
+
+Key = tuple[object, ...]  # a unit's guests, or an option that failed to apply
+
+
+@dataclass(frozen=True)
+class Option:
+    """One balancing step: a single move, or an ejection pair judged as a whole."""
+
+    value: float  # net gain of all its moves: load off the spread less costs and margins
+    steps: tuple[tuple[Unit, int], ...]
+    after: float  # imbalance once done
+    new: int  # migrations it is charged for (re-targeting a planned move counts as one)
+
+    @property
+    def per_move(self) -> float:
+        return self.value / max(self.new, 1)
+
+    @property
+    def key(self) -> Key:
+        return tuple((u.vmids, t) for u, t in self.steps)
 
 
 class Balancing(PlanBuilder):
     def balance(self) -> None:
-        policy = self.policy
-        excluded: set[tuple[int, ...]] = set()
-        while True:
-            imbalance = self.state.imbalance()
-            if imbalance <= policy.target_imbalance:
-                self.note = (
-                    f"balanced: imbalance {imbalance:.1%} is within the target "
-                    f"{policy.target_imbalance:.1%}"
-                )
-                return
-            hot = self._hot_nodes()
-            best: tuple[float, Unit, int, float] | None = None
-            by_source: dict[int, list[Unit]] = {s: [] for s in hot}
-            # once the run's budget is spent, moves already in the plan may still be
-            # re-targeted: that costs no new migration
-            spent = len(self.moves) >= policy.max_moves
-            for unit in self.units():
-                source = self.state.where[unit.vmids[0]]
-                if spent and not all(v in self.moves for v in unit.vmids):
+        excluded: set[Key] = set()
+        n_e = self.state.n_eligible
+        deep = n_e <= PAIR_NODES and len(self.units()) <= PAIR_UNITS
+        pilot = deep and n_e <= PILOT_NODES
+        while self._pilot_step(excluded) if pilot else self._step(excluded, deep):
+            pass
+
+    def _pilot_step(self, excluded: set[Key]) -> bool:
+        """Ranking per migration can spend the budget on small gains and leave a large one
+        that no longer fits (the knapsack greedy's weakness). When the option that gains most
+        is not the one that gains most per migration, carry both on greedily to the end and
+        take the one whose finished plan scores better as a whole (`objective`)."""
+        if self.state.imbalance() <= self.policy.target_imbalance:
+            return self._step(excluded, True)
+        hot, by_node, _ = self._sources(excluded)
+        options = self._options(hot, by_node, excluded)
+        if not options:
+            return self._step(excluded, True)
+        chosen = first = options[0]
+        largest = max(options, key=lambda o: round(o.value, 12))  # first of equals
+        if largest is not first:
+            best = float("inf")
+            for option in (first, largest):
+                trial = self.fork()
+                tried = set(excluded)
+                if not trial._take(option, tried):
                     continue
-                if source in by_source and unit.vmids not in excluded:
-                    by_source[source].append(unit)
-            for source in hot:
-                for found in self._best_from(source, by_source[source]):
-                    if best is None or self._per_move(found) > self._per_move(best):
-                        best = found
-            stuck = best is None or best[0] <= 0
-            if stuck and (
-                self._try_swap(hot, imbalance) or self._try_chain(hot, by_source, imbalance)
-            ):
+                while trial._step(tried, True):
+                    pass
+                score = trial.objective()
+                if score < best - 1e-12:
+                    chosen, best = option, score
+        self._take(chosen, excluded)
+        return True
+
+    def _sources(self, excluded: set[Key]) -> tuple[list[int], dict[int, list[Unit]], bool]:
+        """The hot nodes, the units on every node that may move, and whether the run's budget
+        is spent."""
+        hot = self._hot_nodes()
+        by_node: dict[int, list[Unit]] = {s: [] for s in hot}
+        # once the run's budget is spent, moves already in the plan may still be
+        # re-targeted: that costs no new migration
+        spent = len(self.moves) >= self.policy.max_moves
+        for unit in self.units():
+            source = self.state.where[unit.vmids[0]]
+            if spent and not all(v in self.moves for v in unit.vmids):
                 continue
-            if best is None and spent:
-                self.note = f"stopped at the budget of {policy.max_moves} moves per run"
-                return
-            if best is None:
-                full = [
-                    self.state.names[i]
-                    for i in hot
-                    if not self.budget.node_room(self.planned().values(), [self.state.names[i]], 1)[
-                        0
-                    ]
-                ]
-                if full:
-                    self.note = (
-                        f"stopped: {', '.join(full)} reached the budget of "
-                        f"{policy.max_moves_per_node} moves per node per run"
-                    )
-                else:
-                    self.note = "no balancing move keeps every rule and leaves its target cooler"
-                return
-            net, unit, target, after = best
-            if net <= 0:
+            if unit.vmids not in excluded:
+                by_node.setdefault(source, []).append(unit)
+        return hot, by_node, spent
+
+    def _fresh(self, units: list[Unit]) -> int:
+        return sum(1 for u in units for v in u.vmids if v not in self.moves)
+
+    def _options(
+        self, hot: list[int], by_node: dict[int, list[Unit]], excluded: set[Key]
+    ) -> list[Option]:
+        """The paying options, best per migration first (ties: hotter source, then order)."""
+        found = [
+            Option(value, ((unit, target),), after, self._fresh([unit]))
+            for s in hot
+            for value, unit, target, after in self._best_from(s, by_node[s], top=OPTIONS_PER_SOURCE)
+            if value > 0
+        ]
+        found += [o for o in self._pairs(hot, by_node, OPTIONS_PER_SOURCE) if o.key not in excluded]
+        order = sorted(range(len(found)), key=lambda k: (-round(found[k].per_move, 12), k))
+        return [found[k] for k in order]
+
+    def _step(self, excluded: set[Key], deep: bool = False) -> bool:
+        """One balancing step: the best single move (or, on a small cluster, ejection pair),
+        else an exchange or a pair of moves. False (with the note saying why) once there is
+        nothing left worth doing."""
+        policy = self.policy
+        imbalance = self.state.imbalance()
+        if imbalance <= policy.target_imbalance:
+            self.note = (
+                f"balanced: imbalance {imbalance:.1%} is within the target "
+                f"{policy.target_imbalance:.1%}"
+            )
+            return False
+        hot, by_source, spent = self._sources(excluded)
+        best: tuple[float, Unit, int, float] | None = None
+        for source in hot:
+            for found in self._best_from(source, by_source[source]):
+                if best is None or self._per_move(found) > self._per_move(best):
+                    best = found
+        if deep:
+            pairs = [o for o in self._pairs(hot, by_source, 1) if o.key not in excluded]
+            if pairs:
+                pair = max(pairs, key=lambda o: o.per_move)  # first of equals
+                if best is None or best[0] <= 0 or pair.per_move > self._per_move(best):
+                    self._take(pair, excluded)
+                    return True
+        stuck = best is None or best[0] <= 0
+        if stuck and (self._try_swap(hot, imbalance) or self._try_chain(hot, by_source, imbalance)):
+            return True
+        if best is None and spent:
+            self.note = f"stopped at the budget of {policy.max_moves} moves per run"
+            return False
+        if best is None:
+            full = [
+                self.state.names[i]
+                for i in hot
+                if not self.budget.node_room(self.planned().values(), [self.state.names[i]], 1)[0]
+            ]
+            if full:
                 self.note = (
-                    f"no move gains more than its cost plus the margin ({policy.margin:.1%}); "
-                    f"best was {_describe(unit)} to {self.state.names[target]} "
-                    f"(net {net:.2%})"
+                    f"stopped: {', '.join(full)} reached the budget of "
+                    f"{policy.max_moves_per_node} moves per node per run"
                 )
-                return
-            detail = f"imbalance {imbalance:.1%} -> {after:.1%}"
-            gain = (imbalance - after) * self.state.n_eligible
+            else:
+                self.note = "no balancing move keeps every rule and leaves its target cooler"
+            return False
+        net, unit, target, after = best
+        if net <= 0:
+            self.note = (
+                f"no move gains more than its cost plus the margin ({policy.margin:.1%}); "
+                f"best was {_describe(unit)} to {self.state.names[target]} "
+                f"(net {net:.2%})"
+            )
+            return False
+        self._take(Option(net, ((unit, target),), after, self._fresh([unit])), excluded)
+        return True
+
+    def _pairs(self, hot: list[int], by_node: dict[int, list[Unit]], top: int) -> list[Option]:
+        """Ejection pairs: a unit leaves a hot node for any node t, even one it leaves hotter
+        than the source was, and a unit of t moves on to any node. Judged on the pair: it must
+        pay for both moves, and every node that ends with more load ends cooler than the source
+        was. All pairs between two nodes are scored in one array operation; rules and capacity
+        are judged before the pair moves, which is conservative for the second move."""
+        st, policy = self.state, self.policy
+        out: list[Option] = []
+        if len(self.moves) + 2 > policy.max_moves:
+            return out
+        elig = [int(i) for i in np.flatnonzero(st.eligible)]
+        n_e = len(elig)
+        col = {node: k for k, node in enumerate(elig)}
+        scores = st.scores()
+        imbalance = st.imbalance()
+        planned = list(self.planned().values())
+        room1 = self.budget.node_room(planned, st.names, 1)
+        room2 = self.budget.node_room(planned, st.names, 2)  # the middle node takes part twice
+        table = {n: self._unit_table(units) for n, units in by_node.items() if units}
+        for s in hot:
+            if s not in table or not room1[s]:
+                continue
+            ua, da, costa, movesa, feasa, pena = table[s]
+            for t in elig:
+                if t == s or t not in table or not room2[t]:
+                    continue
+                ub, db, costb, movesb, feasb, penb = table[t]
+                ends = [u for u in elig if u != t and room1[u]]
+                # load of every eligible node for each (first unit, second unit, second target)
+                load = np.broadcast_to(scores[elig], (len(ua), len(ub), len(ends), n_e)).copy()
+                load[:, :, :, col[s]] -= da[:, s][:, None, None]
+                load[:, :, :, col[t]] += (da[:, t][:, None] - db[:, t][None, :])[:, :, None]
+                for k, u in enumerate(ends):
+                    load[:, :, k, col[u]] += db[:, u][None, :]
+                after = np.abs(load - load.mean(axis=3, keepdims=True)).mean(axis=3)
+                value = (imbalance - after) * n_e
+                value -= (costa + policy.margin * movesa + pena[:, t] - pena[:, s])[:, None, None]
+                value -= (costb + policy.margin * movesb)[None, :, None]
+                value -= (penb[:, ends] - penb[:, t : t + 1])[None, :, :]
+                ok = feasa[:, t][:, None, None] & feasb[:, ends][None, :, :] & (value > 0)
+                ok &= after < imbalance  # soft rules alone never pay for raising the spread
+                # every node that gains load ends cooler than the source was
+                end_t = load[:, :, :, col[t]]
+                ok &= (end_t <= scores[t]) | (end_t < scores[s])
+                for k, u in enumerate(ends):
+                    end_u = load[:, :, k, col[u]]
+                    ok[:, :, k] &= (end_u <= scores[u]) | (end_u < scores[s])
+                if not ok.any():
+                    continue
+                per = value / (movesa[:, None] + movesb[None, :])[:, :, None]
+                rank = np.where(ok, np.round(per, 12), -np.inf).ravel()
+                for i in np.argsort(-rank, kind="stable")[: min(top, int(ok.sum()))]:
+                    i_a, i_b, k = (int(x) for x in np.unravel_index(int(i), ok.shape))
+                    steps = ((ua[i_a], t), (ub[i_b], ends[k]))
+                    new = int(movesa[i_a] + movesb[i_b])
+                    out.append(
+                        Option(float(value[i_a, i_b, k]), steps, float(after[i_a, i_b, k]), new)
+                    )
+        return out
+
+    def _unit_table(
+        self, units: list[Unit]
+    ) -> tuple[list[Unit], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per unit of one node: load it adds to each node, migration cost, migrations it adds,
+        the nodes its rules and capacity allow, and its soft-rule penalty on each node."""
+        st, policy = self.state, self.policy
+        totals = np.array([st.unit_totals(u.vmids) for u in units])
+        delta = (
+            st.w_cpu * totals[:, 0:1] / st.cpus[None, :]
+            + st.w_mem * totals[:, 2:3] / st.memory[None, :]
+        )
+        cost = np.array([self.cost(u.vmids) for u in units])
+        moves = np.array([max(self._fresh([u]), 1) for u in units], dtype=float)
+        source = st.where[units[0].vmids[0]]
+        feas = np.array(
+            [feasible_targets(list(u.vmids), source, st, self.rules, policy, True) for u in units]
+        )
+        pen = np.array(
+            [penalties(list(u.vmids), st, self.rules, policy.soft_rule_penalty) for u in units]
+        )
+        return units, delta, cost, moves, feas, pen
+
+    def _take(self, option: Option, excluded: set[Key]) -> bool:
+        """Make every move of `option`, or none of them (the plan is left as it was)."""
+        imbalance = self.state.imbalance()
+        gain = (imbalance - option.after) * self.state.n_eligible / len(option.steps)
+        if len(option.steps) == 1:
+            unit, target = option.steps[0]
+            detail = f"imbalance {imbalance:.1%} -> {option.after:.1%}"
             if not self.apply(unit, target, Reason.BALANCE, detail, gain):
                 excluded.add(unit.vmids)
+                return False
+            return True
+        (first, via), (second, _) = option.steps
+        trial = self.fork()
+        details = (
+            f"imbalance {imbalance:.1%} -> {option.after:.1%} with {_describe(second)} "
+            f"moving on from {self.state.names[via]}",
+            f"imbalance {imbalance:.1%} -> {option.after:.1%}, making room on "
+            f"{self.state.names[via]} for {_describe(first)}",
+        )
+        for (unit, target), detail in zip(option.steps, details, strict=True):
+            if not trial.apply(unit, target, Reason.BALANCE, detail, gain):
+                excluded.add(option.key)
+                return False
+        self.state, self.moves, self.skips = trial.state, trial.moves, trial.skips
+        return True
 
     def _swappable(self, unit: Unit) -> bool:
         """A lone guest not cooling down (one this plan already moves is simply re-targeted)."""
@@ -250,7 +455,7 @@ class Balancing(PlanBuilder):
         return True
 
     def _best_from(
-        self, source: int, units: list[Unit], top: int = 1
+        self, source: int, units: list[Unit], top: int = 1, cooler: bool = True
     ) -> list[tuple[float, Unit, int, float]]:
         """The `top` best balancing moves of `units` (all on `source`), evaluated together:
         one array operation per source instead of one per guest."""
@@ -289,7 +494,8 @@ class Balancing(PlanBuilder):
         ok &= st.mem_p90 + mem90[:, None] <= st.mem_limit
         ok &= st.vcpus + vcpu[:, None] <= self.policy.cpu_overcommit * st.cpus
         ok &= st.cpu_p90 + cpu90[:, None] <= self.policy.max_cpu_load * st.cpus
-        ok &= scores + delta < scores[source]
+        if cooler:
+            ok &= scores + delta < scores[source]
         room: dict[int, np.ndarray] = {}
         planned = list(self.planned().values())
         for k, unit in enumerate(units):

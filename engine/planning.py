@@ -7,7 +7,9 @@ one way a guest is recorded as staying, with its reason.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -61,14 +63,35 @@ class PlanBuilder:
 
     def cost(self, vmids: tuple[int, ...] | list[int]) -> float:
         """Migration cost of moving these guests now; zero for guests the plan moves anyway."""
-        gib = 0.0
-        for v in vmids:
-            if v in self.moves:
-                continue
-            g = self.guests[v]
-            mem = self.snapshot.forecast(v).mem if g.running else 0.0
-            gib += mem / GIB + self.policy.local_disk_cost_factor * g.local_disk_bytes / GIB
+        return sum(self.migration_cost(v) for v in vmids if v not in self.moves)
+
+    def migration_cost(self, vmid: int) -> float:
+        g = self.guests[vmid]
+        mem = self.snapshot.forecast(vmid).mem if g.running else 0.0
+        gib = mem / GIB + self.policy.local_disk_cost_factor * g.local_disk_bytes / GIB
         return self.policy.migration_cost_per_gib * gib
+
+    def objective(self) -> float:
+        """The plan judged as a whole, the way the exact planner judges a placement: total
+        absolute deviation of node load, plus each move's cost and margin, plus the soft-rule
+        penalties where the movable units stand."""
+        st = self.state
+        total = st.imbalance() * st.n_eligible
+        total += sum(self.migration_cost(v) + self.policy.margin for v in self.moves)
+        for unit in self.units():
+            vmids = list(unit.vmids)
+            if self.rules.groups_of_any(vmids) or any(v in self.rules.preferred for v in vmids):
+                pen = penalties(vmids, st, self.rules, self.policy.soft_rule_penalty)
+                total += float(pen[st.where[vmids[0]]])
+        return total
+
+    def fork(self) -> Self:
+        """A copy of the plan so far that can be carried on without touching this one."""
+        twin = copy.copy(self)
+        twin.state = self.state.copy()
+        twin.moves = dict(self.moves)
+        twin.skips = dict(self.skips)
+        return twin
 
     def apply(self, unit: Unit, target: int, reason: Reason, detail: str, gain: float) -> bool:
         """Record and apply a move of `unit` to `target` if the budget allows it."""

@@ -67,6 +67,15 @@ class State:
         if self.guests[vmid].running:
             self.vcpus[i] += sign * self.guests[vmid].vcpus
 
+    def copy(self) -> State:
+        """An independent placement over the same nodes and guests, to try moves on."""
+        twin = object.__new__(State)
+        twin.__dict__.update(self.__dict__)
+        for name in ("cpu", "cpu_p90", "mem", "mem_p90", "vcpus"):
+            setattr(twin, name, getattr(self, name).copy())
+        twin.where = dict(self.where)
+        return twin
+
     def move(self, vmids: Iterable[int], target: int) -> None:
         for v in vmids:
             self._add(v, self.where[v], -1.0)
