@@ -1,0 +1,169 @@
+"""Two process workers run a balance and an evacuation at the same time against one cluster.
+
+The Prefect limits (2 migrations cluster-wide, 1 per node) are the only thing keeping the two
+flow runs, in two worker processes, from trampling each other; the simulator's event log says
+what really happened, the history store what the pipeline believes happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import pytest
+
+from analytics import Store
+from pvesim import SimConfig, Simulator
+from tests.e2e.conftest import (
+    BIN,
+    POOL,
+    Interval,
+    PrefectServer,
+    Processes,
+    brackets,
+    final_states,
+    migrations,
+    most_at_once,
+    overlapping,
+    run,
+    set_up,
+    start_run,
+    wait_for,
+    write_config,
+)
+from tests.e2e.conftest import SimEvents as Events
+
+pytestmark = pytest.mark.slow
+
+CLUSTER_LIMIT = 2
+EVACUATED = "pve2"  # balance moves guests off pve1 (the hot node); this one is emptied meanwhile
+SPEED = 10.0  # an 8 GiB live migration takes ~10 simulated seconds: about one real second
+
+
+@dataclass(frozen=True)
+class Outcome:
+    runs: dict[str, Any]  # flow run by id
+    balance_id: str
+    evacuate_id: str
+    intervals: list[Interval]
+    records: pl.DataFrame  # the store's migrations joined to the plans' flow runs
+    worker_logs: list[str]
+
+
+@pytest.fixture(scope="module")
+def outcome(
+    prefect_api: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Outcome]:
+    base = tmp_path_factory.mktemp("cross-worker")
+    sim = Simulator(SimConfig(scenario="demo", speed=SPEED, auth_failure_delay=0)).start()
+    procs = Processes(base, prefect_api.env)
+    try:
+        config = write_config(
+            base / "proxflow.yaml",
+            sim,
+            base / "data",
+            migrations={
+                "cluster_limit": CLUSTER_LIMIT,
+                "node_limit": 1,
+                "lease_seconds": 60,
+                "poll_seconds": 0.2,
+            },
+            policy={"max_moves": 20, "max_moves_per_node": 10, "automation": "auto"},
+        )
+        env = {**prefect_api.env, "PROXFLOW_CONFIG": str(config)}
+        procs.env = env
+        set_up(config)
+        run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
+        workers = [
+            procs.start(
+                name,
+                *(BIN / "prefect", "worker", "start", "--pool", POOL, "--type", "process"),
+                *("--install-policy", "never", "--name", name, "--limit", "1"),
+            )
+            for name in ("worker-a", "worker-b")
+        ]
+        for w in workers:
+            wait_for(
+                f"{w.log.stem} to start polling",
+                lambda w=w: "started" in w.log.read_text(),
+                90,
+                w.log,
+            )
+        # created together: with --limit 1 each worker takes one and they run side by side
+        balance_id = start_run("balance/balance", dry_run=False)
+        evacuate_id = start_run("evacuate/evacuate", node=EVACUATED)
+        runs = final_states([balance_id, evacuate_id], 240, [w.log for w in workers])
+        procs.stop_all()  # the workers, so the history file is ours to read
+        intervals = migrations(Events(sim).get())
+        store = Store(base / "data" / "history.duckdb")
+        records = store.read(
+            "SELECT m.vmid, m.upid, m.status, epoch(m.started) AS started, "
+            "epoch(m.finished) AS finished, p.run_id AS flow_run_id "
+            "FROM migrations m JOIN plans p USING (plan_id)"
+        )
+        logs = [w.log.read_text(errors="replace") for w in workers]
+        yield Outcome(runs, balance_id, evacuate_id, intervals, records, logs)
+    finally:
+        procs.stop_all()
+        sim.stop()
+
+
+def test_both_runs_complete_each_on_its_own_worker(outcome: Outcome) -> None:
+    states = {i: r.state.type.value for i, r in outcome.runs.items()}
+    assert set(states.values()) == {"COMPLETED"}, states
+    for run_id in (outcome.balance_id, outcome.evacuate_id):
+        # both workers may try to submit a run; the one that runs it streams its output
+        ran = [log for log in outcome.worker_logs if f"/flow-run/{run_id}" in log]
+        assert len(ran) == 1, f"flow run {run_id} ran on {len(ran)} workers"
+
+
+def test_the_runs_really_overlapped_with_enough_migrations_to_contend(outcome: Outcome) -> None:
+    runs_moving = {r["flow_run_id"] for r in outcome.records.iter_rows(named=True)}
+    assert runs_moving == {outcome.balance_id, outcome.evacuate_id}
+    assert len(outcome.intervals) >= 8, [i.vmid for i in outcome.intervals]
+    # without contention "never more than 2" would prove nothing
+    assert most_at_once(outcome.intervals) == CLUSTER_LIMIT
+
+
+def test_never_more_migrations_at_once_than_the_cluster_limit(outcome: Outcome) -> None:
+    assert most_at_once(outcome.intervals) <= CLUSTER_LIMIT
+
+
+def test_no_node_is_ever_in_two_migrations_at_once(outcome: Outcome) -> None:
+    clashes = [
+        (a, b)
+        for n, a in enumerate(outcome.intervals)
+        for b in outcome.intervals[n + 1 :]
+        if {a.source, a.target} & {b.source, b.target} and overlapping(a, b)
+    ]
+    assert clashes == []
+
+
+def test_no_guest_is_migrated_by_both_runs_or_twice_at_once(outcome: Outcome) -> None:
+    by_vmid = (
+        outcome.records.filter(pl.col("status") == "ok")
+        .group_by("vmid")
+        .agg(pl.col("flow_run_id").n_unique().alias("runs"))
+    )
+    assert by_vmid.filter(pl.col("runs") > 1).is_empty(), by_vmid.filter(pl.col("runs") > 1)
+    same_guest = [
+        (a, b)
+        for n, a in enumerate(outcome.intervals)
+        for b in outcome.intervals[n + 1 :]
+        if a.vmid == b.vmid and overlapping(a, b)
+    ]
+    assert same_guest == []
+
+
+def test_every_migration_has_a_complete_store_record(outcome: Outcome) -> None:
+    assert [e for e in outcome.intervals if not e.ok] == []
+    rows = {r["upid"]: r for r in outcome.records.iter_rows(named=True)}
+    for e in outcome.intervals:
+        row = rows.get(e.upid)
+        assert row is not None, f"no store record for {e.vmid}'s migration {e.upid}"
+        assert row["status"] == "ok", row
+        assert row["vmid"] == e.vmid
+        # the record brackets the task: opened before the request, closed once its end was seen
+        assert brackets(row["started"], row["finished"], e), (row, e)
