@@ -25,6 +25,10 @@ from flows.runtime import Runtime, connect, current_settings
 from tasks.forecast import latest_model, recent_history
 
 BUSIEST = 6
+# history comes at several resolutions (PVE's RRD keeps 1-minute points for a day, 30-minute
+# points for a week; the store rolls up to 5 minutes and hours), and daily peaks of finer data
+# are higher, which would read as growth; so every trend looks at 30-minute means
+TREND_BUCKET = "30m"
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,25 @@ def node_history(store: Store, snapshot: ClusterSnapshot, days: float) -> pl.Dat
             .join(caps, on="node", how="inner")
             .select("node", "ts", "cpu", "maxcpu", "mem", "maxmem")
         )
-        return pl.concat([rolled, raw], how="vertical_relaxed").sort("node", "ts")
-    return raw
+        raw = pl.concat([rolled, raw], how="vertical_relaxed")
+    return _uniform(raw)
+
+
+def _uniform(history: pl.DataFrame) -> pl.DataFrame:
+    if history.is_empty():
+        return history
+    return (
+        history.with_columns(pl.col("ts").dt.truncate(TREND_BUCKET))
+        .group_by("node", "ts")
+        .agg(
+            pl.col("cpu").mean(),
+            pl.col("maxcpu").max(),
+            pl.col("mem").mean(),
+            pl.col("maxmem").max(),
+        )
+        .select("node", "ts", "cpu", "maxcpu", "mem", "maxmem")
+        .sort("node", "ts")
+    )
 
 
 def forecast_vs_actual(rt: Runtime, guests: tuple[Guest, ...], now: float) -> pl.DataFrame | None:

@@ -30,7 +30,7 @@ def demo_settings(data_dir: Path, scenario: str = "demo") -> Settings:
     return Settings(
         data_dir=data_dir,
         simulator={"scenario": scenario, "speed": 60.0},
-        forecast={"backfill": "day"},
+        forecast={"backfill": "week"},  # enough days for the exhaustion trends
         migrations={"poll_seconds": 0.25},
         policy=DEMO_POLICY,
     )
@@ -110,7 +110,7 @@ def run_demo(console: Console, data_dir: Path, scenario: str = "demo") -> int:
     console.print(nodes_table(inventory.snapshot(), policy, "Nodes as they are"))
 
     with RichReporter(console) as bars, reporting(bars):
-        console.print(Rule("2. History: a day backfilled from rrddata, then one ingest"))
+        console.print(Rule("2. History: a week backfilled from rrddata, then one ingest"))
         summary = ingest(backfill=True)
         console.print(
             f"{summary.backfilled_rows} samples backfilled; one ingest cycle read "

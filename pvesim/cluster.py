@@ -157,7 +157,7 @@ class Cluster:
                 status=g.status,
                 tags=normalize_tags(g.tags),
                 lock=g.lock,
-                started_at=start - 3 * 86_400 - (g.vmid % 97) * 600 if running else 0.0,
+                started_at=start - 21 * 86_400 - (g.vmid % 97) * 600 if running else 0.0,
                 load=make_source(g.load, spec.seed, g.vmid, start, traces_dir, self.synthetic),
                 placements=[(float("-inf"), g.node)],
                 ha=res,

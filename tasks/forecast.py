@@ -94,40 +94,47 @@ def latest_model(
 def predict(
     store: Store, model_dir: Path, guests: Sequence[Guest], horizon_min: int, now: float
 ) -> ForecastSet:
-    """Per running guest: mean and p90 of CPU (host cores) and memory (bytes) over the horizon."""
+    """Per running guest: mean and p90 of CPU (host cores) and memory (bytes) over the horizon.
+
+    A resource without a promoted model is taken at its current value for every guest, and a
+    guest the model has no forecast for keeps its current value too; the note says which.
+    """
     models = {c: latest_model(model_dir, c, horizon_min) for c in COLUMNS}
-    missing = [f"{c}: {why}" for c, (m, why) in models.items() if m is None]
-    if missing:
-        return ForecastSet(
-            (), 0, "no trained model, planning on current load (" + "; ".join(missing) + ")"
-        )
+    notes = [
+        f"no {c} model, {c} planned on current values" for c, (m, _) in models.items() if m is None
+    ]
+    if all(m is None for m, _ in models.values()):
+        return ForecastSet((), 0, "no trained model yet, planning on current load")
     history = recent_history(store, now)
     if history.is_empty():
         return ForecastSet((), 0, "no history yet, planning on current load")
-    out: dict[str, dict[int, tuple[float, float]]] = {}
+    out: dict[str, dict[int, tuple[float, float]]] = {c: {} for c in COLUMNS}
     for column, (model, _) in models.items():
-        assert model is not None
-        frame = history.select("series", "ts", column).drop_nulls()
-        pred = model.predict(frame)
+        if model is None:
+            continue
+        pred = model.predict(history.select("series", "ts", column).drop_nulls())
         out[column] = {
             int(r["series"]): (float(r["mean"]), float(r["p90"]))
             for r in pred.iter_rows(named=True)
-            if r["mean"] is not None and math.isfinite(r["mean"])
+            if r["mean"] is not None and math.isfinite(r["mean"]) and math.isfinite(r["p90"])
         }
     forecasts: list[Forecast] = []
     for g in guests:
-        if not g.running or g.vmid not in out["cpu"] or g.vmid not in out["mem"]:
+        if not g.running or not (g.vmid in out["cpu"] or g.vmid in out["mem"]):
             continue
-        cpu, cpu_p90 = out["cpu"][g.vmid]
-        mem, mem_p90 = out["mem"][g.vmid]
+        now_cpu = g.cpu_used / max(1, g.vcpus)
+        cpu, cpu_p90 = out["cpu"].get(g.vmid, (now_cpu, now_cpu))
+        mem, mem_p90 = out["mem"].get(g.vmid, (float(g.mem_used), float(g.mem_used)))
         cores = max(1, g.vcpus)
         cpu_m, cpu_q = max(0.0, cpu) * cores, max(0.0, cpu, cpu_p90) * cores
         mem_m = min(max(0.0, mem), float(g.mem_max or mem))
         mem_q = min(max(mem_m, mem_p90), float(g.mem_max or mem_p90))
         forecasts.append(Forecast(g.vmid, cpu_m, cpu_q, mem_m, mem_q))
     running = sum(1 for g in guests if g.running)
-    note = f"{len(forecasts)} of {running} running guests forecast {horizon_min} min ahead"
-    return ForecastSet(tuple(forecasts), len(forecasts), note)
+    notes.insert(
+        0, f"{len(forecasts)} of {running} running guests forecast {horizon_min} min ahead"
+    )
+    return ForecastSet(tuple(forecasts), len(forecasts), "; ".join(notes))
 
 
 def _after(forecaster: Forecaster, start_ts: int) -> Forecaster:
@@ -157,6 +164,23 @@ class TrainingResult:
     detail: str
 
 
+def dense_tail(frame: pl.DataFrame, key: str, gap: int = 4 * GRID) -> pl.DataFrame:
+    """Each series from its last gap wider than `gap` seconds on: the stretch sampled at least
+    every few minutes. Older backfilled history is coarser (PVE keeps 30-minute points for a
+    week); filled onto the 5-minute grid it would teach the model flat steps that never occur.
+    """
+    if frame.is_empty():
+        return frame
+    ts = pl.col("ts").dt.epoch("s") if isinstance(frame.schema["ts"], pl.Datetime) else pl.col("ts")
+    wide = (ts.diff().over(key) > gap).cast(pl.Int32).cum_sum().over(key)
+    return (
+        frame.sort(key, "ts")
+        .with_columns(wide.fill_null(0).alias("_stretch"))
+        .filter(pl.col("_stretch") == pl.col("_stretch").max().over(key))
+        .drop("_stretch")
+    )
+
+
 def training_frame(store: Store, now: float, days: float) -> pl.DataFrame:
     end = datetime.fromtimestamp(now, UTC)
     rolled = store.guest_window(end - timedelta(days=days), end, resolution="5m")
@@ -169,7 +193,8 @@ def training_frame(store: Store, now: float, days: float) -> pl.DataFrame:
     parts = [f.select("vmid", "ts", "cpu", "mem") for f in (rolled, raw) if not f.is_empty()]
     if not parts:
         return to_grid(pl.DataFrame(), "vmid", ("cpu", "mem"))
-    return to_grid(pl.concat(parts, how="vertical_relaxed"), "vmid", ("cpu", "mem"))
+    combined = pl.concat(parts, how="vertical_relaxed").sort("vmid", "ts")
+    return to_grid(dense_tail(combined, "vmid"), "vmid", ("cpu", "mem"))
 
 
 def train_one(

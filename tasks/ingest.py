@@ -19,7 +19,7 @@ import polars as pl
 
 from analytics import Store
 from tasks.pve import Gateway, GuestConfig, Inventory
-from tasks.records import write, write_many
+from tasks.records import write_many
 
 REFRESH_SECONDS = 6 * 3600.0
 MAX_READS = 500
@@ -135,11 +135,40 @@ def needs_backfill(store: Store) -> bool:
     return int(frame["n"][0]) == 0
 
 
+TIMEFRAMES = ("hour", "day", "week")  # finest first: PVE keeps coarser points further back
+
+
 def backfill(
     gateway: Gateway,
     store: Store,
     timeframe: str,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
-    nodes, guests = gateway.backfill(timeframe, progress=progress)
-    return write(store, "node_samples", nodes), write(store, "guest_samples", guests)
+    """History from PVE's RRD files, as fine as PVE keeps it for each stretch of time.
+
+    Every timeframe up to the requested one is read, finest first; a coarser one only adds the
+    time before the finer one begins (at 30-minute resolution for a week, for instance), so
+    recent history keeps PVE's finest resolution.
+    """
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(
+            f"backfill: timeframe must be one of {', '.join(TIMEFRAMES)}, got {timeframe!r}"
+        )
+    nodes: list[pl.DataFrame] = []
+    guests: list[pl.DataFrame] = []
+    for frame in TIMEFRAMES[: TIMEFRAMES.index(timeframe) + 1]:
+        n, g = gateway.backfill(frame, progress=progress)
+        if nodes:
+            n = n.filter(pl.col("ts") < min(f["ts"].min() for f in nodes))  # type: ignore[type-var]
+        if guests:
+            g = g.filter(pl.col("ts") < min(f["ts"].min() for f in guests))  # type: ignore[type-var]
+        nodes.append(n)
+        guests.append(g)
+    node_rows, guest_rows = write_many(
+        store,
+        [
+            ("node_samples", pl.concat(nodes, how="vertical_relaxed"), False),
+            ("guest_samples", pl.concat(guests, how="vertical_relaxed"), False),
+        ],
+    )
+    return node_rows, guest_rows
