@@ -19,6 +19,21 @@ from tests.conftest import Control
 BUDGET = {"max_moves": 20, "max_moves_per_node": 10}
 
 
+def latest_artifact(key: str) -> str:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert found, f"no artifact {key}"
+    return str(found[0].data)
+
+
 def migrations(control: Control) -> list[dict[str, Any]]:
     return control.events("migration_started")
 
@@ -137,6 +152,7 @@ def test_without_quorum_nothing_moves_and_the_reason_is_given(
     assert not outcome.executed
     assert "quorum" in outcome.why_not_executed
     assert migrations(control) == []
+    assert "not executed: the cluster has no quorum" in latest_artifact("proxflow-balance-outcome")
 
 
 def test_a_failing_migration_is_recorded_failed_and_nothing_unplanned_moves(
@@ -151,6 +167,8 @@ def test_a_failing_migration_is_recorded_failed_and_nothing_unplanned_moves(
     by_vmid = {r.vmid: r for r in outcome.results}
     assert by_vmid[victim].status == "failed"
     assert "task failed" in by_vmid[victim].detail
+    assert f"{victim} " in latest_artifact("proxflow-balance-outcome")
+    assert "failed" in latest_artifact("proxflow-plan-results")
     planned = {m.vmid for m in outcome.plan.moves}
     assert {e["vmid"] for e in migrations(control)} <= planned
     from analytics import Store
