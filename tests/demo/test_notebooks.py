@@ -49,7 +49,8 @@ def executed(name: str, demo_run: DemoRun, kernels: Path) -> nbformat.NotebookNo
         timeout=300,
         resources={"metadata": {"path": str(NOTEBOOKS)}},  # Jupyter starts in notebooks/
     )
-    client.execute()  # raises CellExecutionError naming the cell and the error
+    # raises CellExecutionError naming the cell and its error; stops the kernel either way
+    client.execute(cleanup_kc=True)
     return nb
 
 
