@@ -5,10 +5,14 @@ defined, `prediction_rows` merely cuts each series to its recent tail first (eve
 back at most `LONG` steps, plus an EWMA whose weight beyond `TAIL` steps is below 1e-14), so a
 row gets the same features whichever way it is computed.
 
-Every feature is relative to the recent level L = mean of the last hour + `EPS` (or a
-difference of such ratios), clipped to +-`CLIP`, so multiplying a series by a constant leaves its
-features unchanged and one model serves guests of every size; the calendar features (time of day,
-day of week, as sin/cos of epoch seconds) and the history length are scale-free by nature.
+Every feature but one is relative to the recent level L = mean of the last hour + `EPS` (or a
+difference of such ratios), clipped to +-`CLIP`, so multiplying a series by a constant leaves
+those features unchanged and one model serves guests of every size; the calendar features (time
+of day, day of week, as sin/cos of epoch seconds) and the history length are scale-free by
+nature. The exception, `log_now` = ln(x + `EPS`), places the series on the column's absolute
+scale: for a busy fraction, how close it runs to idle or to saturation, where it behaves
+differently (on Bitbrains CPU it cut the validation MAE by about 2 points of the best naive
+baseline's). `SCALED` lists it.
 
 `targets` gives, per row, the quantities a forecast made there is scored against, with the
 definitions of `analytics.backtest`: the mean and the 90th percentile (linear) of the next
@@ -53,7 +57,9 @@ FEATURES: tuple[str, ...] = (
     "tod_cos",
     "dow_sin",
     "dow_cos",
+    "log_now",
 )
+SCALED: tuple[str, ...] = ("log_now",)  # the features that are not scale-free
 
 
 def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -111,6 +117,7 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             phase_day.cos().alias("tod_cos"),
             phase_week.sin().alias("dow_sin"),
             phase_week.cos().alias("dow_cos"),
+            (x + EPS).log().alias("log_now"),
         )
     )
 

@@ -9,6 +9,7 @@ the training data hash, the horizon and column, and the validation scores. `save
 `load` refuses, with a `ModelLoadError` naming the file and the problem:
 
 * a missing or unreadable metadata file;
+* a model of another format (`analytics.forecaster.MODEL_FORMAT`: features and targets);
 * a model trained with other library versions than the running ones;
 * a `model.skops` whose SHA-256 differs from the metadata's (corrupted or tampered);
 * a file skops cannot read (truncated);
@@ -37,7 +38,7 @@ import sklearn
 import skops
 import skops.io as sio
 
-from analytics.forecaster import LoadForecaster
+from analytics.forecaster import MODEL_FORMAT, LoadForecaster
 
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
@@ -91,7 +92,7 @@ def save(
     model_path = directory / MODEL_FILE
     sio.dump(model, model_path)
     metadata: dict[str, Any] = {
-        "format": 1,
+        "format": getattr(model, "format_", MODEL_FORMAT),
         "versions": library_versions(),
         "model_sha256": _sha256(model_path),
         "column": model.column,
@@ -137,6 +138,11 @@ def load(directory: Path | str) -> LoadForecaster:
     model_path = directory / MODEL_FILE
     metadata = read_metadata(directory)
     running = library_versions()
+    if metadata.get("format") != MODEL_FORMAT:
+        raise ModelLoadError(
+            f"{meta_path}: model format {metadata.get('format')!r}, but this proxflow reads "
+            f"format {MODEL_FORMAT} (its features and targets changed); retrain the model"
+        )
     saved = metadata.get("versions")
     if not isinstance(saved, dict):
         raise ModelLoadError(f"{meta_path}: no library versions recorded")

@@ -9,7 +9,14 @@ from polars.testing import assert_frame_equal
 
 from analytics.backtest import backtest
 from analytics.baselines import last_value
-from analytics.features import FEATURES, TAIL, build_features, prediction_rows, targets
+from analytics.features import (
+    FEATURES,
+    SCALED,
+    TAIL,
+    build_features,
+    prediction_rows,
+    targets,
+)
 
 SCHEMA = {"series": pl.String, "ts": pl.Int64, "cpu": pl.Float64, "mem": pl.Float64}
 
@@ -40,12 +47,16 @@ def test_features_are_identical_whether_computed_for_training_or_prediction() ->
     )
 
 
-def test_features_are_scale_free() -> None:
+def test_features_are_scale_free_but_the_one_that_places_the_absolute_level() -> None:
     frame = noisy()
     scaled = frame.with_columns(pl.col("cpu") * 10)
-    plain = build_features(frame, "cpu").collect().select(FEATURES)
-    tenfold = build_features(scaled, "cpu").collect().select(FEATURES)
-    assert_frame_equal(plain, tenfold, rel_tol=1e-4, abs_tol=1e-6)
+    free = [f for f in FEATURES if f not in SCALED]
+    plain = build_features(frame, "cpu").collect()
+    tenfold = build_features(scaled, "cpu").collect()
+    assert_frame_equal(plain.select(free), tenfold.select(free), rel_tol=1e-4, abs_tol=1e-6)
+    busy = (frame["cpu"] > 0.01).to_numpy()  # EPS is negligible there
+    shift = (tenfold["log_now"] - plain["log_now"]).to_numpy()[busy]
+    assert busy.sum() > 100 and np.allclose(shift, np.log(10), atol=1e-3)
 
 
 def test_targets_use_the_backtest_definitions() -> None:

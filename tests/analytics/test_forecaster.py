@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 
 from analytics.backtest import score
 from analytics.baselines import last_value
-from analytics.forecaster import LoadForecaster, split_forecaster, time_split
+from analytics.forecaster import MODEL_FORMAT, LoadForecaster, split_forecaster, time_split
 from analytics.model_store import (
     METADATA_FILE,
     MODEL_FILE,
@@ -115,6 +115,19 @@ def test_a_model_whose_metadata_says_another_sklearn_version_is_refused(
     metadata["versions"]["scikit-learn"] = "0.24.2"
     path.write_text(json.dumps(metadata))
     with pytest.raises(ModelLoadError, match=r"model\.skops.*scikit-learn 0\.24\.2 \(running"):
+        load(directory)
+
+
+def test_a_model_saved_in_an_older_format_is_refused_because_its_features_differ(
+    model: LoadForecaster, tmp_path: Path
+) -> None:
+    directory = save(model, tmp_path)
+    path = directory / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    assert metadata["format"] == MODEL_FORMAT
+    metadata["format"] = MODEL_FORMAT - 1
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(ModelLoadError, match=rf"model format {MODEL_FORMAT - 1}.*retrain"):
         load(directory)
 
 
