@@ -5,7 +5,8 @@ restrictions (pins, strict HA node-affinity, pool pins), anti-affinity, affinity
 then makes the single best move at a time: the one whose drop in imbalance beats its
 migration cost by the policy margin most, whose target ends up less loaded than the source
 was, and that breaks no hard rule. The assumed state is updated after every move, so later
-moves see earlier ones.
+moves see earlier ones. Small clusters also weigh pairs of moves and, on three nodes, carry
+competing first choices to the end (see `engine.balancing`).
 
 A guest appears in a plan at most once. When balancing later wants to move a guest that the
 plan already moves, the existing move is re-targeted (or dropped, if it would go home), so a
