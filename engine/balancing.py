@@ -27,12 +27,14 @@ from engine.planning import PlanBuilder, Unit
 SOURCES_PER_STEP = 8  # hottest nodes searched for a balancing move in each step
 SWAP_TARGETS = 4  # coolest nodes searched for an exchange when no single move pays
 CHAIN_FIRSTS = 16  # first moves tried when looking one move ahead
-# Ejection pairs score every (unit of a hot node, node, unit there, node) at once: with at most
-# 6 eligible nodes and 80 units one step is a few arrays of at most 80 × 80 × 6 × 6 numbers.
+# Ejection pairs score every (unit of a hot node, middle node, unit there, end node) at once:
+# with at most 6 eligible nodes and 80 units a step is at most 6 × 5 arrays of 80 × 80 × 5 × 6.
 PAIR_NODES = 6
 PAIR_UNITS = 80
 OPTIONS_PER_SOURCE = 4  # best options kept per hot node (singles) or node pair (ejection pairs)
-# The pilot plans each decision to the end twice: at most 2 × the steps of a plan, squared.
+# The pilot finishes the plan twice per decision, so a plan of S steps costs about 2·S² steps.
+# On three nodes one guest is the largest share of a node. On four it helps too, but spends
+# more of the budget than bench/planner.py's move target (no more moves than the baseline).
 PILOT_NODES = 3
 
 Key = tuple[object, ...]  # a unit's guests, or an option that failed to apply
