@@ -3,8 +3,10 @@
 The snapshot is the cluster as the newest ingest saw it: the nodes and running guests sampled at
 the newest sample time, their local devices and disks from ``guest_config``, the HA rules
 recorded in ``rules_seen`` at that time, and the migrations finished in the days before it (for
-cooldowns). Everything is read on one read-only connection, so the parts agree with each other
-and the file is never created, migrated or locked against writers for longer than the reads.
+cooldowns). A guest that a migration moved after the newest sample (a balance run ends with its
+moves, the next ingest comes later) is placed on that migration's target. Everything is read on
+one read-only connection, so the parts agree with each other and the file is never created,
+migrated or locked against writers for longer than the reads.
 
 What the store does not keep, and so the snapshot cannot know:
 
@@ -59,7 +61,7 @@ WHERE s.ts = (SELECT max(ts) FROM guest_samples) ORDER BY s.vmid
 _RULES = "SELECT kind, name, members FROM rules_seen WHERE ts = $at ORDER BY kind, name"
 _MIGRATIONS = """
 SELECT vmid, source, target, epoch(finished) AS finished FROM migrations
-WHERE status = 'ok' AND finished >= $since AND finished <= $at ORDER BY finished
+WHERE status = 'ok' AND finished >= $since ORDER BY finished, vmid
 """
 
 
@@ -87,13 +89,14 @@ def snapshot_from_store(
         assert isinstance(newest, datetime)
         guests = fetch_frame(con, _GUESTS)
         rules = fetch_frame(con, _RULES, {"at": newest})
-        moved = fetch_frame(
-            con, _MIGRATIONS, {"since": newest - timedelta(days=history_days), "at": newest}
-        )
+        moved = fetch_frame(con, _MIGRATIONS, {"since": newest - timedelta(days=history_days)})
+    # the last move of each guest that the newest sample did not see yet
+    since_sample = moved.filter(pl.col("finished") > newest.replace(tzinfo=UTC).timestamp())
+    moved_to = dict(zip(since_sample["vmid"], since_sample["target"], strict=True))
     node_rules, resource_rules = _rules(rules, store)
     return ClusterSnapshot(
         nodes=tuple(_node(r) for r in nodes.iter_rows(named=True)),
-        guests=tuple(_guest(r) for r in guests.iter_rows(named=True)),
+        guests=tuple(_guest(r, moved_to) for r in guests.iter_rows(named=True)),
         forecasts=tuple(forecasts),
         node_rules=node_rules,
         resource_rules=resource_rules,
@@ -126,13 +129,13 @@ def _node(r: dict[str, Any]) -> Node:
     )
 
 
-def _guest(r: dict[str, Any]) -> Guest:
+def _guest(r: dict[str, Any], moved_to: dict[int, str]) -> Guest:
     kind = GuestKind(r["kind"])
     cpus = float(r["cpus"] or 0.0)
     return Guest(
         vmid=int(r["vmid"]),
         name=f"{kind.value}{r['vmid']}",
-        node=r["node"],
+        node=moved_to.get(int(r["vmid"]), r["node"]),
         kind=kind,
         vcpus=max(1, round(cpus)),
         mem_max=int(r["maxmem"] or 0),

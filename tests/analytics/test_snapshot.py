@@ -213,6 +213,29 @@ def test_migrations_done_in_the_last_days_hold_cooldowns_failed_and_old_ones_do_
     )
 
 
+def test_a_guest_moved_after_the_newest_sample_is_where_its_last_move_took_it(
+    store: Store,
+) -> None:
+    store.append(
+        "migrations",
+        pl.DataFrame(
+            {
+                "id": ["a", "b", "c"],
+                "vmid": [10, 10, 11],
+                "source": ["pve1", "pve2", "pve2"],
+                "target": ["pve2", "pve3", "pve1"],
+                "status": ["ok", "ok", "failed"],
+                "started": [T0 + 10, T0 + 100, T0 + 10],
+                "finished": [T0 + 40, T0 + 130, T0 + 40],
+            }
+        ),
+    )
+    snap = snapshot_from_store(store)
+    assert [(g.vmid, g.node) for g in snap.guests] == [(10, "pve3"), (11, "pve2")]
+    assert [(m.vmid, m.target) for m in snap.history] == [(10, "pve2"), (10, "pve3")]
+    assert snap.now == T0  # still the newest sample's time
+
+
 def test_a_missing_file_is_named_and_not_created(tmp_path: Path) -> None:
     path = tmp_path / "nothing.duckdb"
     with pytest.raises(FileNotFoundError, match=r"nothing\.duckdb: no history store there"):
