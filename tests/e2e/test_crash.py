@@ -54,7 +54,7 @@ class Crash:
     records: pl.DataFrame
     guests_left: list[int]  # on the node after the second run
     skipped_by_plan: list[int]  # guests the second run's plan says cannot leave the node
-    rerun_seconds: float
+    rerun_seconds: float  # real time the second run took
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,6 @@ def test_every_guest_is_migrated_exactly_once(crash: Crash) -> None:
     counts = Counter(i.vmid for i in crash.intervals)
     assert counts and all(n == 1 for n in counts.values()), counts
     assert [i for i in crash.intervals if not i.ok] == []
-    assert crash.interrupted[0]["vmid"] in counts
 
 
 def test_the_interrupted_migration_record_ends_complete(crash: Crash) -> None:
@@ -165,7 +164,15 @@ def test_the_interrupted_migration_record_ends_complete(crash: Crash) -> None:
 
 def test_every_record_is_closed_and_matches_a_real_migration(crash: Crash) -> None:
     assert crash.records.filter(pl.col("status") != "ok").is_empty(), crash.records
-    assert sorted(crash.records["upid"]) == sorted(i.upid for i in crash.intervals)
+    assert sorted(map(str, crash.records["upid"])) == sorted(i.upid for i in crash.intervals)
+
+
+def test_the_second_run_waits_out_the_dead_runs_leases_rather_than_ignore_them(
+    crash: Crash,
+) -> None:
+    # the kill came a few seconds after the slots were taken, so about 55 s of the 60 s lease
+    # were left when the second run started; 40 leaves room for a slow box and still proves it
+    assert crash.rerun_seconds >= 40
 
 
 def test_the_second_run_empties_the_node_of_every_guest_that_may_leave(crash: Crash) -> None:
