@@ -12,6 +12,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from tests.demo.conftest import PROJECT, DemoRun
 
@@ -40,18 +41,21 @@ def kernel_manager(kernels: Path, data_dir: Path) -> KernelManager:
     )
 
 
-def executed(name: str, demo_run: DemoRun, kernels: Path) -> nbformat.NotebookNode:
-    assert demo_run.code == 0, demo_run.output[-3000:]
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+def run(nb: nbformat.NotebookNode, data_dir: Path, kernels: Path) -> nbformat.NotebookNode:
     client = NotebookClient(
         nb,
-        km=kernel_manager(kernels, demo_run.data_dir),
+        km=kernel_manager(kernels, data_dir),
         timeout=300,
         resources={"metadata": {"path": str(NOTEBOOKS)}},  # Jupyter starts in notebooks/
     )
     # raises CellExecutionError naming the cell and its error; stops the kernel either way
     client.execute(cleanup_kc=True)
     return nb
+
+
+def executed(name: str, demo_run: DemoRun, kernels: Path) -> nbformat.NotebookNode:
+    assert demo_run.code == 0, demo_run.output[-3000:]
+    return run(nbformat.read(NOTEBOOKS / name, as_version=4), demo_run.data_dir, kernels)
 
 
 def outputs(nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
@@ -70,6 +74,18 @@ def test_the_notebook_runs_on_the_demo_history_and_draws_svg_charts(
     assert svgs and all("<svg" in s and "no data" not in s for s in svgs)
     tables = [o for o in shown if "text/html" in o.get("data", {})]
     assert tables  # polars frames shown as tables
+
+
+@pytest.mark.slow
+def test_a_data_directory_without_history_is_named_with_how_to_make_one(tmp_path: Path) -> None:
+    nb = nbformat.read(NOTEBOOKS / "history.ipynb", as_version=4)
+    nb.cells = [next(cell for cell in nb.cells if cell.cell_type == "code")]  # the setup cell
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CellExecutionError) as failed:
+        run(nb, empty, tmp_path / "kernels")
+    assert f"no history at {empty / 'history.duckdb'}" in str(failed.value)
+    assert "make demo" in str(failed.value) and "PROXFLOW_DATA" in str(failed.value)
 
 
 @pytest.mark.parametrize("name", NAMES)
