@@ -66,6 +66,10 @@ def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
 
 
+def _ewm(x: pl.Expr, half_life: int) -> pl.Expr:
+    return x.ewm_mean(half_life=half_life, adjust=True)
+
+
 def level(column: str) -> pl.Expr:
     """The recent level every feature is relative to: the last hour's mean plus `EPS`."""
     return pl.col(column).rolling_mean(HOUR, min_samples=1).over("series") + EPS
@@ -107,10 +111,7 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             ratio(per_series(x.rolling_mean(LONG, min_samples=1))).alias("mean_6h"),
             ratio(per_series(x.rolling_max(LONG, min_samples=1))).alias("max_6h"),
             ratio(per_series(x.rolling_std(LONG, min_samples=2))).alias("std_6h"),
-            *(
-                ratio(per_series(x.ewm_mean(half_life=k, adjust=True))).alias(f"ewm_{k}")
-                for k in EWM_HALF_LIVES
-            ),
+            *(ratio(per_series(_ewm(x, k))).alias(f"ewm_{k}") for k in EWM_HALF_LIVES),
             # the last half hour's mean minus the one before, per step, relative to the level
             ratio(per_series((mean_30 - mean_30.shift(HOUR // 2)) / (HOUR // 2))).alias("slope_1h"),
             phase_day.sin().alias("tod_sin"),
@@ -126,19 +127,30 @@ def prediction_rows(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyF
     """The features of the last row of each series (sorted by series), computed from its last
     `TAIL` rows only.
 
-    `steps` and `history` count the whole series, as `build_features` on all rows does.
+    `steps` and `history` count the whole series, as `build_features` on all rows does. Only
+    the EWMAs need all `TAIL` rows: every other feature looks back at most `LONG` steps, so
+    `build_features` runs on the last `LONG` rows and the EWMAs are aggregated over the tail
+    (four times less work for 5,000 guests).
     """
     lazy = _lazy(frame)
-    lengths = lazy.group_by("series").agg(pl.len().cast(pl.Int64).alias("_n"))
-    feats = build_features(lazy.group_by("series", maintain_order=True).tail(TAIL), column)
-    last = feats.group_by("series", maintain_order=True).last()
+    tail = lazy.group_by("series", maintain_order=True).tail(TAIL)
+    x = pl.col(column)
+    ewms = tail.group_by("series").agg(_ewm(x, k).last().alias(f"_ewm_{k}") for k in EWM_HALF_LIVES)
+    lengths = lazy.group_by("series").agg(pl.len().cast(pl.Int64).alias("_len"))
+    short = tail.group_by("series", maintain_order=True).tail(LONG)
+    last = build_features(short, column).group_by("series", maintain_order=True).last()
     return (
-        last.join(lengths, on="series", how="left")
+        last.join(ewms, on="series", how="left")
+        .join(lengths, on="series", how="left")
         .with_columns(
-            pl.col("_n").alias("steps"),
-            (pl.col("_n").clip(upper_bound=LONG) / LONG).alias("history"),
+            pl.col("_len").alias("steps"),
+            (pl.col("_len").clip(upper_bound=LONG) / LONG).alias("history"),
+            *(
+                (pl.col(f"_ewm_{k}") / pl.col("level")).clip(-CLIP, CLIP).alias(f"ewm_{k}")
+                for k in EWM_HALF_LIVES
+            ),
         )
-        .drop("_n")
+        .drop("_len", *(f"_ewm_{k}" for k in EWM_HALF_LIVES))
         .sort("series")
     )
 

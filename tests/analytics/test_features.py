@@ -11,6 +11,7 @@ from analytics.backtest import backtest
 from analytics.baselines import last_value
 from analytics.features import (
     FEATURES,
+    LONG,
     SCALED,
     TAIL,
     build_features,
@@ -42,6 +43,24 @@ def test_features_are_identical_whether_computed_for_training_or_prediction() ->
     assert_frame_equal(
         training.select("series", "ts", "steps", *FEATURES),
         prediction.select("series", "ts", "steps", *FEATURES),
+        rel_tol=1e-9,
+        abs_tol=1e-12,
+    )
+
+
+def test_prediction_features_match_for_series_shorter_than_the_windows() -> None:
+    frame = pl.concat(
+        [
+            noisy(n=20, names=("short",)),  # under LONG rows
+            noisy(n=LONG + 30, names=("medium",)),  # under TAIL rows
+            noisy(n=TAIL + 40, names=("long",)),
+        ]
+    )
+    training = build_features(frame, "cpu").collect().group_by("series").last().sort("series")
+    prediction = prediction_rows(frame, "cpu").collect()
+    assert_frame_equal(
+        training.select("series", "ts", "steps", "level", *FEATURES),
+        prediction.select("series", "ts", "steps", "level", *FEATURES),
         rel_tol=1e-9,
         abs_tol=1e-12,
     )
