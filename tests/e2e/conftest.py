@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import requests
@@ -143,6 +144,9 @@ class Proc:
     def pid(self) -> int:
         return self.popen.pid
 
+    def logged(self, text: str) -> bool:
+        return text in self.log.read_text(errors="replace")
+
 
 def stop(popen: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the process and its descendants, SIGKILL whatever is left after `grace` s."""
@@ -208,7 +212,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     procs = Processes(logs, env)
     try:
         server = procs.start(
-            "server", BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", port
+            "server", BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)
         )
 
         def healthy() -> bool:
@@ -355,9 +359,11 @@ def most_at_once(intervals: list[Interval]) -> int:
 
 def start_run(deployment: str, **parameters: Any) -> str:
     """Create a flow run of `flow/deployment` for a worker to pick up; return its id."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     flow_run = run_deployment(deployment, parameters=parameters, timeout=0)
+    assert isinstance(flow_run, FlowRun)
     return str(flow_run.id)
 
 
@@ -370,7 +376,7 @@ def final_states(run_ids: list[str], timeout: float, logs: list[Path]) -> dict[s
     def all_final() -> bool:
         with get_client(sync_client=True) as client:
             for run_id in run_ids:
-                flow_run = client.read_flow_run(run_id)
+                flow_run = client.read_flow_run(UUID(run_id))
                 if flow_run.state is not None and flow_run.state.is_final():
                     done[run_id] = flow_run
         return len(done) == len(run_ids)

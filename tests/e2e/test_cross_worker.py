@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -87,12 +88,7 @@ def outcome(
             for name in ("worker-a", "worker-b")
         ]
         for w in workers:
-            wait_for(
-                f"{w.log.stem} to start polling",
-                lambda w=w: "started" in w.log.read_text(),
-                90,
-                w.log,
-            )
+            wait_for(f"{w.log.stem} to start", partial(w.logged, "started!"), 90, w.log)
         # created together: with --limit 1 each worker takes one and they run side by side
         balance_id = start_run("balance/balance", dry_run=False)
         evacuate_id = start_run("evacuate/evacuate", node=EVACUATED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -73,7 +74,7 @@ def deployed(
             *(BIN / "prefect", "worker", "start", "--pool", POOL, "--type", "process"),
             *("--install-policy", "never", "--name", "deploy-worker"),
         )
-        wait_for("the worker to start", lambda: "started" in worker.log.read_text(), 90, worker.log)
+        wait_for("the worker to start", partial(worker.logged, "started!"), 90, worker.log)
         first = start_run(str(deployments["ingest"].id))
         runs = {"ingest": final_states([first], 180, [worker.log])[first]}
         ids = {
