@@ -16,7 +16,12 @@ import polars as pl
 import pytest
 
 from analytics import Store
+from bench.violations import check
+from engine import ClusterSnapshot, Policy
+from flows.runtime import endpoint
+from flows.settings import load_settings
 from pvesim import SimConfig, Simulator
+from tasks.pve import Gateway
 from tests.e2e.conftest import (
     BIN,
     POOL,
@@ -53,6 +58,8 @@ class Outcome:
     worker_logs: list[str]  # with the output of the flow runs each worker ran
     server_log: str
     secret: str  # the API token's secret, which must appear in neither
+    before: ClusterSnapshot  # the cluster as both runs found it
+    policy: Policy
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +85,8 @@ def outcome(
         env = {**prefect_api.env, "PROXFLOW_CONFIG": str(config)}
         procs.env = env
         set_up(config)
+        settings = load_settings(config)
+        before = Gateway.connect(endpoint(settings)).inventory().snapshot()
         run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
         workers = [
             procs.start(
@@ -104,7 +113,16 @@ def outcome(
         logs = [w.log.read_text(errors="replace") for w in workers]
         server_log = (prefect_api.logs / "server.log").read_text(errors="replace")
         yield Outcome(
-            runs, balance_id, evacuate_id, intervals, records, logs, server_log, sim.token_secret
+            runs,
+            balance_id,
+            evacuate_id,
+            intervals,
+            records,
+            logs,
+            server_log,
+            sim.token_secret,
+            before,
+            settings.balance_policy(),
         )
     finally:
         procs.stop_all()
@@ -164,6 +182,14 @@ def test_no_guest_is_migrated_by_both_runs_or_twice_at_once(outcome: Outcome) ->
         if a.vmid == b.vmid and overlapping(a, b)
     ]
     assert same_guest == []
+
+
+def test_together_the_two_plans_break_no_hard_rule_and_overfill_no_node(
+    outcome: Outcome,
+) -> None:
+    # each plan was made alone on the same starting cluster; what both executed must still hold
+    moves = [(e.vmid, e.source, e.target) for e in outcome.intervals]
+    assert [v for v in check(outcome.before, outcome.policy, moves) if v.new] == []
 
 
 def test_every_migration_has_a_complete_store_record_and_no_record_is_invented(
