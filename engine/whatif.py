@@ -14,6 +14,7 @@ from engine.planner import plan
 from engine.policy import Policy
 from engine.rules import RuleSet, build_rules
 from engine.state import State
+from engine.tags import IGNORE, split_tags
 
 PROBE_VMID = -1  # the hypothetical guest being placed
 
@@ -63,9 +64,34 @@ class NodeLoss:
         return not self.stranded
 
 
+def _failed(snapshot: ClusterSnapshot, node: str) -> ClusterSnapshot:
+    """The snapshot as a node failure sees it: its guests are restarted elsewhere (HA), so
+    what only stops the *balancer* from moving them no longer applies — `plb_ignore` tags,
+    locks, a container's restart. What binds a guest to the hardware still does: passthrough
+    devices, and disks that lived on the failed node."""
+
+    def freed(g: Guest) -> Guest:
+        if g.node != node:
+            return g
+        tags = tuple(t for t in split_tags(g.tags) if not t.startswith(IGNORE))
+        return replace(g, tags=tags, lock=None)
+
+    return replace(snapshot, guests=tuple(freed(g) for g in snapshot.guests))
+
+
 def lose_node(snapshot: ClusterSnapshot, policy: Policy, node: str) -> NodeLoss:
-    """If `node` failed: could the others hold its guests, and how loaded would they be?"""
-    evacuation = plan_evacuation(snapshot, policy, node)
+    """If `node` failed: could the others hold its guests, and how loaded would they be?
+
+    Unlike a planned evacuation, a failure restarts guests (see `_failed`), so containers may
+    restart and ignored or locked guests need a home too; local disks on the node are lost
+    with it, so those guests are stranded whatever the policy allows.
+    """
+    if node not in {n.name for n in snapshot.nodes}:
+        raise ValueError(
+            f"no node named {node!r}; nodes are {sorted(n.name for n in snapshot.nodes)}"
+        )
+    restart = replace(policy, allow_container_restart=True, allow_local_disks=False)
+    evacuation = plan_evacuation(_failed(snapshot, node), restart, node)
     moved = {m.vmid for m in evacuation.moves}
     stranded = tuple(s for s in evacuation.skipped if s.node == node and s.vmid not in moved)
     return NodeLoss(node, evacuation, stranded)
