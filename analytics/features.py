@@ -12,7 +12,8 @@ of day, day of week, as sin/cos of epoch seconds) and the history length are sca
 nature. The exception, `log_now` = ln(x + `EPS`), places the series on the column's absolute
 scale: for a busy fraction, how close it runs to idle or to saturation, where it behaves
 differently (on Bitbrains CPU it cut the validation MAE by about 2 points of the best naive
-baseline's). `SCALED` lists it.
+baseline's). `SCALED` lists it. Quantiles and the minimum of the recent windows describe their
+shape beyond mean, max and spread (about half a point more on two validation splits).
 
 `targets` gives, per row, the quantities a forecast made there is scored against, with the
 definitions of `analytics.backtest`: the mean and the 90th percentile (linear) of the next
@@ -47,10 +48,15 @@ FEATURES: tuple[str, ...] = (
     "now",
     *(f"lag_{k}" for k in LAGS),
     "max_1h",
+    "min_1h",
     "std_1h",
+    "q25_1h",
+    "q75_1h",
     "mean_6h",
     "max_6h",
     "std_6h",
+    "q10_6h",
+    "q90_6h",
     *(f"ewm_{k}" for k in EWM_HALF_LIVES),
     "slope_1h",
     "tod_sin",
@@ -107,10 +113,23 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             ratio(x).alias("now"),
             *(ratio(per_series(x.shift(k))).alias(f"lag_{k}") for k in LAGS),
             ratio(per_series(x.rolling_max(HOUR, min_samples=1))).alias("max_1h"),
+            ratio(per_series(x.rolling_min(HOUR, min_samples=1))).alias("min_1h"),
             ratio(per_series(x.rolling_std(HOUR, min_samples=2))).alias("std_1h"),
+            *(
+                ratio(per_series(x.rolling_quantile(q, "linear", HOUR, min_samples=1))).alias(
+                    f"q{round(100 * q)}_1h"
+                )
+                for q in (0.25, 0.75)
+            ),
             ratio(per_series(x.rolling_mean(LONG, min_samples=1))).alias("mean_6h"),
             ratio(per_series(x.rolling_max(LONG, min_samples=1))).alias("max_6h"),
             ratio(per_series(x.rolling_std(LONG, min_samples=2))).alias("std_6h"),
+            *(
+                ratio(per_series(x.rolling_quantile(q, "linear", LONG, min_samples=1))).alias(
+                    f"q{round(100 * q)}_6h"
+                )
+                for q in (0.1, 0.9)
+            ),
             *(ratio(per_series(_ewm(x, k))).alias(f"ewm_{k}") for k in EWM_HALF_LIVES),
             # the last half hour's mean minus the one before, per step, relative to the level
             ratio(per_series((mean_30 - mean_30.shift(HOUR // 2)) / (HOUR // 2))).alias("slope_1h"),

@@ -9,8 +9,8 @@ last value (`now`, in the same ratio units), the naive forecast that is hardest 
 these horizons: trees would otherwise spend most of their splits re-building the identity
 `mean ~ now` in steps. The absolute-error minimiser is the same either way (a median shifts
 with its data), but on Bitbrains CPU the residual target cut the validation MAE by several
-points. The mean model's boosting (300 rounds of up to 63 leaves, at least 50 rows each) was
-chosen on a time-ordered split inside the training range; the p90 model keeps the smaller one
+points. The mean model's boosting (300 rounds of up to 63 leaves, at least 200 rows each) was
+chosen on time-ordered splits inside the training range; the p90 model keeps the smaller one
 (`P90_BOOSTING`), which is calibrated. The p90 model is trained on one realised value
 of the window drawn at random per row: the 0.9 quantile of those values is what minimises the
 backtest's pinball loss averaged over the window (the 0.9 quantile of the window's p90 would
@@ -75,7 +75,7 @@ class LoadForecaster(BaseEstimator):  # type: ignore[misc]
         max_iter: int = 300,
         learning_rate: float = 0.1,
         max_leaf_nodes: int = 63,
-        min_samples_leaf: int = 50,
+        min_samples_leaf: int = 200,
         max_train_rows: int = 300_000,
         random_state: int = 0,
         n_threads: int | None = 1,

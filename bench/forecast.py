@@ -168,14 +168,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def verdict(horizon: int, column: str, scores: dict[str, dict[str, float]]) -> str:
     """The learned model against the best naive baseline on the same validation origins."""
     model = scores.get(MODEL_PLACEHOLDER)
-    naive = {n: s for n, s in scores.items() if n.endswith("[val]")}
+    naive = {n: s for n, s in scores.items() if n in MODELS and n != MODEL_PLACEHOLDER}
     if model is None or not naive:
         return ""
     best_name, best = min(naive.items(), key=lambda item: item[1]["mae"])
     gain = 100 * (1 - model["mae"] / best["mae"])
     return (
-        f"  {horizon:>4} min  {column:<4}  model MAE {gain:+.1f} % below the best naive "
-        f"({best_name.removesuffix(' [val]')}), p90 cover {model['coverage']:.3f}"
+        f"  {horizon:>4} min  {column:<4}  model MAE {abs(gain):.1f} % "
+        f"{'below' if gain >= 0 else 'above'} the best naive "
+        f"({best_name.split(' [')[0]}, {best['mae']:.4f}), p90 cover {model['coverage']:.3f}"
     )
 
 
