@@ -78,17 +78,20 @@ def tail_of(log: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None:
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
     return tree
 
 
@@ -102,9 +105,17 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def _kill(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+def _started_at(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[19] if fields is not None else None  # field 22 of stat: start time
+
+
+def _kill(family: dict[int, str | None], sig: signal.Signals) -> None:
+    """Signal each process that is still the one seen (a pid may be reused once it exits)."""
+    for pid, started in family.items():
+        if started is not None and _started_at(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
 
 @dataclass
@@ -152,13 +163,13 @@ def stop(popen: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the process and its descendants, SIGKILL whatever is left after `grace` s."""
     if popen.poll() is not None:
         return
-    family = [popen.pid, *descendants(popen.pid)]
-    for pid in family:
-        _kill(pid, signal.SIGTERM)
+    family = {pid: _started_at(pid) for pid in [popen.pid, *descendants(popen.pid)]}
+    _kill(family, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         popen.wait(timeout=grace)
-    for pid in [*family, *descendants(popen.pid)]:
-        _kill(pid, signal.SIGKILL)
+    if popen.poll() is None:  # still there: take whatever it started meanwhile too
+        family |= {p: _started_at(p) for p in descendants(popen.pid) if p not in family}
+    _kill(family, signal.SIGKILL)
     popen.wait(timeout=10)
 
 
