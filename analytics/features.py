@@ -148,20 +148,26 @@ def prediction_rows(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyF
 
     `steps` and `history` count the whole series, as `build_features` on all rows does. Only
     the EWMAs need all `TAIL` rows: every other feature looks back at most `LONG` steps, so
-    `build_features` runs on the last `LONG` rows and the EWMAs are aggregated over the tail
-    (four times less work for 5,000 guests).
+    `build_features` runs on the last `LONG` rows and the EWMAs are aggregated over the tail.
+    Series are partitioned by the number of their run of rows (the input is sorted by series)
+    rather than by name, which costs a fraction of hashing strings; names return at the end.
+    A series split over several runs (unsorted input) comes out as several rows.
     """
-    lazy = _lazy(frame)
-    tail = lazy.group_by("series", maintain_order=True).tail(TAIL)
     x = pl.col(column)
+    runs = _lazy(frame).select(pl.col("series").rle_id().alias("_run"), "series", "ts", x)
+    names = runs.group_by("_run").agg(
+        pl.col("series").first(), pl.len().cast(pl.Int64).alias("_len")
+    )
+    keyed = runs.select(pl.col("_run").alias("series"), "ts", x)
+    tail = keyed.group_by("series", maintain_order=True).tail(TAIL)
     ewms = tail.group_by("series").agg(_ewm(x, k).last().alias(f"_ewm_{k}") for k in EWM_HALF_LIVES)
-    lengths = lazy.group_by("series").agg(pl.len().cast(pl.Int64).alias("_len"))
     short = tail.group_by("series", maintain_order=True).tail(LONG)
     last = build_features(short, column).group_by("series", maintain_order=True).last()
     return (
         last.join(ewms, on="series", how="left")
-        .join(lengths, on="series", how="left")
+        .join(names.rename({"series": "_name", "_run": "series"}), on="series", how="left")
         .with_columns(
+            pl.col("_name").alias("series"),
             pl.col("_len").alias("steps"),
             (pl.col("_len").clip(upper_bound=LONG) / LONG).alias("history"),
             *(
@@ -169,7 +175,7 @@ def prediction_rows(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyF
                 for k in EWM_HALF_LIVES
             ),
         )
-        .drop("_len", *(f"_ewm_{k}" for k in EWM_HALF_LIVES))
+        .drop("_name", "_len", *(f"_ewm_{k}" for k in EWM_HALF_LIVES))
         .sort("series")
     )
 

@@ -195,7 +195,14 @@ class LoadForecaster(BaseEstimator):  # type: ignore[misc]
 
     def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`series, ts, mean, p90` from the last row of each series (its `ts`)."""
-        return self._forecast_rows(prediction_rows(frame, self.column).collect())
+        feats = prediction_rows(frame, self.column).collect()
+        twice = feats.filter(pl.col("series").is_duplicated())["series"].unique().sort()
+        if twice.len():
+            raise ValueError(
+                f"predict needs the frame sorted by series, ts; series {twice.head(3).to_list()} "
+                "come in several separate runs of rows"
+            )
+        return self._forecast_rows(feats)
 
     def forecast(self, frame: pl.DataFrame, column: str, horizon_min: int) -> pl.DataFrame:
         """A forecast from every row, with the baselines' signature (column and horizon must be

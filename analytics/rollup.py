@@ -9,8 +9,10 @@ twice with the same ``now`` therefore changes nothing.
 
 Hourly rows come from the 5-minute rows: ``n`` adds up, ``*_mean`` is the ``n``-weighted mean of
 the 5-minute means (the mean of the raw samples, up to the rounding of the stored means),
-``*_max`` is the max of maxes. A
-guest's ``node`` is the node of its latest sample in the bucket.
+``*_max`` is the max of maxes. A guest's ``node`` is the node of its latest sample in the bucket.
+
+The roll-up tables have no primary key (see :mod:`analytics.schema`): recomputed buckets are
+merged by :func:`analytics.append.merge`, which updates only the rows whose values changed.
 """
 
 from __future__ import annotations

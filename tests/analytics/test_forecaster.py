@@ -72,6 +72,13 @@ def test_the_model_fits_predicts_and_beats_last_value_on_a_seasonal_data_set(
     assert 0.8 < learned["coverage"] < 0.97
 
 
+def test_a_frame_not_sorted_by_series_is_refused_rather_than_mispredicted(
+    data: pl.DataFrame, model: LoadForecaster
+) -> None:
+    with pytest.raises(ValueError, match=r"sorted by series, ts; series \['vm0', 'vm1', 'vm2'\]"):
+        model.predict(data.sort("ts", "series"))
+
+
 def test_short_history_series_get_the_fallback(model: LoadForecaster) -> None:
     # five rows: fewer than the one-hour warm-up; EWMA plus trend, p90 >= the last hour's max
     short = pl.DataFrame(
