@@ -1,23 +1,16 @@
 """End-to-end fixtures: a real Prefect server, workers and flow processes against the simulator.
 
-Everything binds 127.0.0.1. Every process started here runs in its own session and is killed,
-with everything it started, at teardown even when a test failed; its output goes to a log file
-whose tail is shown when a wait times out. One Prefect server serves the whole directory (its
-start-up is the slowest step); each module brings its own simulator, config, limits and workers.
+Everything binds 127.0.0.1, and every process is stopped at teardown even when a test failed
+(`tests.e2e.processes`). One Prefect server serves the whole directory (its start-up is the
+slowest step); each module brings its own simulator, config, limits and workers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -27,9 +20,8 @@ import requests
 import yaml
 
 from pvesim import Simulator
+from tests.e2e.processes import BIN, Processes, free_port, tail_of, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 POOL = "proxflow"
 
 # server-side and client-side settings for quick, quiet, offline runs
@@ -50,147 +42,6 @@ PREFECT_ENV = {
     "PREFECT_CLI_COLORS": "false",
     "COLUMNS": "200",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, log: Path | None = None) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` (and the log tail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = f"\n--- last lines of {log.name} ---\n{tail_of(log)}" if log else ""
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}{tail}")
-        time.sleep(0.25)
-
-
-def tail_of(log: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stat(pid: int | str) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name, or None once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        fields = _stat(entry.name) if entry.name.isdigit() else None
-        if fields is not None:
-            tree.setdefault(int(fields[1]), []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (flow runs start in sessions of their own)."""
-    tree, out, todo = _children(), [], [pid]
-    while todo:
-        kids = tree.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
-
-
-def _started_at(pid: int) -> str | None:
-    fields = _stat(pid)
-    return fields[19] if fields is not None else None  # field 22 of stat: start time
-
-
-def _kill(family: dict[int, str | None], sig: signal.Signals) -> None:
-    """Signal each process that is still the one seen (a pid may be reused once it exits)."""
-    for pid, started in family.items():
-        if started is not None and _started_at(pid) == started:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-
-@dataclass
-class Processes:
-    """Background processes of one fixture; `stop_all` ends them and whatever they started."""
-
-    logs: Path
-    env: dict[str, str]
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, name: str, *args: str | Path, env: Mapping[str, str] | None = None) -> Proc:
-        log = self.logs / f"{name}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                [str(a) for a in args],
-                cwd=ROOT,
-                env={**self.env, **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.started.append(popen)
-        return Proc(popen, log)
-
-    def stop_all(self) -> None:
-        for popen in reversed(self.started):
-            stop(popen)
-
-
-@dataclass(frozen=True)
-class Proc:
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def logged(self, text: str) -> bool:
-        return text in self.log.read_text(errors="replace")
-
-
-def stop(popen: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM the process and its descendants, SIGKILL whatever is left after `grace` s."""
-    if popen.poll() is not None:
-        return
-    family = {pid: _started_at(pid) for pid in [popen.pid, *descendants(popen.pid)]}
-    _kill(family, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        popen.wait(timeout=grace)
-    if popen.poll() is None:  # still there: take whatever it started meanwhile too
-        family |= {p: _started_at(p) for p in descendants(popen.pid) if p not in family}
-    _kill(family, signal.SIGKILL)
-    popen.wait(timeout=10)
-
-
-def run(args: list[str | Path], env: Mapping[str, str], timeout: float = 180) -> str:
-    """Run a command to its end from the project root; fail with its output if it fails."""
-    try:
-        done = subprocess.run(
-            [str(a) for a in args],
-            cwd=ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{' '.join(map(str, args))} did not finish within {timeout:g} s: {exc.output}")
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(map(str, args))} exited {done.returncode}:\n{output}"
-    return output
 
 
 @dataclass(frozen=True)
@@ -277,95 +128,6 @@ def set_up(config: Path) -> list[str]:
     from flows.setup import setup
 
     return setup(load_settings(config), POOL)
-
-
-class SimEvents:
-    """The simulator's own event log over its control API: what really happened."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.url = f"https://{sim.host}/_sim"
-        self.verify = str(sim.ca_file)
-        self.headers = {"Authorization": f"PVEAPIToken={sim.token_id}={sim.token_secret}"}
-
-    def get(self, kind: str | None = None) -> list[dict[str, Any]]:
-        params = {"kind": kind} if kind else {}
-        r = requests.get(
-            f"{self.url}/events",
-            params=params,
-            headers=self.headers,
-            verify=self.verify,
-            timeout=10,
-        )
-        r.raise_for_status()
-        return list(r.json()["data"])
-
-    def set_speed(self, speed: float) -> None:
-        r = requests.post(
-            f"{self.url}/clock",
-            json={"speed": speed},
-            headers=self.headers,
-            verify=self.verify,
-            timeout=10,
-        )
-        r.raise_for_status()
-
-
-@dataclass(frozen=True)
-class Interval:
-    vmid: int
-    upid: str
-    source: str
-    target: str
-    start: float
-    end: float
-    ok: bool
-
-
-def migrations(events: list[dict[str, Any]]) -> list[Interval]:
-    """Pair each migration task's start with its finish, in simulated seconds.
-
-    `upid` is the task the client was given: for an HA-managed guest that is the `hamigrate`
-    request, and the migration itself is a later task the HA stack starts.
-    """
-    finished = {e["upid"]: e for e in events if e["kind"] == "migration_finished"}
-    requested: dict[int, str] = {}
-    out = []
-    for e in sorted(events, key=lambda e: e["seq"]):
-        if e["kind"] == "ha_migration_requested":
-            requested[e["vmid"]] = e["upid"]
-        if e["kind"] != "migration_started":
-            continue
-        end = finished.get(e["upid"])
-        assert end is not None, f"migration {e['upid']} of {e['vmid']} never finished"
-        upid = requested.pop(e["vmid"]) if e["ha"] else e["upid"]
-        out.append(
-            Interval(e["vmid"], upid, e["source"], e["target"], e["time"], end["time"], end["ok"])
-        )
-    return sorted(out, key=lambda i: i.start)
-
-
-def brackets(started: float | None, finished: float | None, task: Interval) -> bool:
-    """A store record spans the task: opened before it started, closed once it had ended.
-
-    The cluster's clock, as PVE shows it, reads whole seconds, hence the floors.
-    """
-    if started is None or finished is None:
-        return False
-    return started <= task.start < task.end and math.floor(task.end) <= finished
-
-
-def overlapping(a: Interval, b: Interval) -> bool:
-    return a.start < b.end and b.start < a.end
-
-
-def most_at_once(intervals: list[Interval]) -> int:
-    """The largest number of intervals in progress at one instant (ends before starts)."""
-    edges = sorted([(i.start, 1) for i in intervals] + [(i.end, -1) for i in intervals])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def start_run(deployment: str, **parameters: Any) -> str:

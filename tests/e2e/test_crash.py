@@ -21,19 +21,9 @@ import pytest
 from analytics import Store
 from pvesim import SimConfig, Simulator
 from tests.conftest import token_client
-from tests.e2e.conftest import (
-    BIN,
-    Interval,
-    PrefectServer,
-    Processes,
-    SimEvents,
-    brackets,
-    migrations,
-    run,
-    set_up,
-    wait_for,
-    write_config,
-)
+from tests.e2e.conftest import PrefectServer, set_up, write_config
+from tests.e2e.processes import BIN, Processes, run, wait_for
+from tests.e2e.timeline import Interval, SimEvents, brackets, migrations
 
 pytestmark = pytest.mark.slow
 

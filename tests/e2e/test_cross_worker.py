@@ -22,24 +22,16 @@ from flows.runtime import endpoint
 from flows.settings import load_settings
 from pvesim import SimConfig, Simulator
 from tasks.pve import Gateway
-from tests.e2e.conftest import (
-    BIN,
-    POOL,
+from tests.e2e.conftest import POOL, PrefectServer, final_states, set_up, start_run, write_config
+from tests.e2e.processes import BIN, Processes, run, wait_for
+from tests.e2e.timeline import (
     Interval,
-    PrefectServer,
-    Processes,
+    SimEvents,
     brackets,
-    final_states,
     migrations,
     most_at_once,
     overlapping,
-    run,
-    set_up,
-    start_run,
-    wait_for,
-    write_config,
 )
-from tests.e2e.conftest import SimEvents as Events
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +95,7 @@ def outcome(
         evacuate_id = start_run("evacuate/evacuate", node=EVACUATED)
         runs = final_states([balance_id, evacuate_id], 240, [w.log for w in workers])
         procs.stop_all()  # the workers, so the history file is ours to read
-        intervals = migrations(Events(sim).get())
+        intervals = migrations(SimEvents(sim).get())
         store = Store(base / "data" / "history.duckdb")
         records = store.read(
             "SELECT m.vmid, m.upid, m.status, epoch(m.started) AS started, "

@@ -16,18 +16,8 @@ import pytest
 import yaml
 
 from pvesim import SimConfig, Simulator
-from tests.e2e.conftest import (
-    BIN,
-    POOL,
-    ROOT,
-    PrefectServer,
-    Processes,
-    final_states,
-    run,
-    start_run,
-    wait_for,
-    write_config,
-)
+from tests.e2e.conftest import POOL, PrefectServer, final_states, start_run, write_config
+from tests.e2e.processes import BIN, ROOT, Processes, run, wait_for
 
 pytestmark = pytest.mark.slow
 
