@@ -53,6 +53,37 @@ def plan_evacuation(snapshot: ClusterSnapshot, policy: Policy, node: str) -> Pla
     return plan(snapshot, _whole_node_budget(snapshot, policy, node), balance=False, evacuate=node)
 
 
+def why_not_now(snapshot: ClusterSnapshot, policy: Policy, vmid: int, target: str) -> str | None:
+    """Why moving `vmid` to `target` would break a hard rule in `snapshot`, or None.
+
+    The last check before a planned move is executed, on a fresh read of the cluster: plans
+    made apart (a balance and an evacuation running at once) or a cluster that changed since
+    planning must never overfill a node or break a rule. Budgets and gains are not judged here.
+    """
+    rules = build_rules(snapshot, policy)
+    state = State(snapshot, policy, rules.maintenance)
+    if target not in state.index:
+        return f"no node named {target!r}"
+    t = state.index[target]
+    if not state.online[t]:
+        return f"{target} is offline"
+    if target in rules.maintenance:
+        return f"{target} is in maintenance"
+    if vmid not in state.where:
+        return "the guest is not on any known node"
+    ok = feasible_targets([vmid], state.where[vmid], state, rules, policy, balancing=False)
+    if ok[t]:
+        return None
+    _, _, _, mem90, vcpus = state.unit_totals([vmid])
+    if state.mem_p90[t] + mem90 > state.mem_limit[t]:
+        free = max(0.0, state.mem_limit[t] - state.mem_p90[t]) / 1024**3
+        need = mem90 / 1024**3
+        return f"{target} has {free:.1f} GiB free after its reserve, the guest needs {need:.1f}"
+    if state.vcpus[t] + vcpus > policy.cpu_overcommit * state.cpus[t]:
+        return f"{target} would exceed the vCPU overcommit cap"
+    return f"a placement rule forbids {target} now (pin, node affinity or anti-affinity)"
+
+
 @dataclass(frozen=True)
 class NodeLoss:
     node: str

@@ -139,6 +139,7 @@ def execute(rt: Runtime, plan: Plan, plan_id: str) -> list[MoveResult]:
     if not plan.moves:
         return []
     limits = limits_of(rt)
+    policy = rt.settings.balance_policy()
     nodes = {n.node for n in plan.loads_before}
     ensure_limits(limits.cluster, limits.node, nodes)
     progress = reporter().move
@@ -147,7 +148,7 @@ def execute(rt: Runtime, plan: Plan, plan_id: str) -> list[MoveResult]:
         # Prefect resolves these futures to their results before the task body runs
         before = cast(Sequence[MoveResult], [futures[j] for j in waits])
         futures.append(
-            migrate.submit(rt.gateway, rt.store, plan_id, move, limits, before, progress)
+            migrate.submit(rt.gateway, rt.store, plan_id, move, limits, policy, before, progress)
         )
     results: list[MoveResult] = []
     for move, future in zip(plan.moves, futures, strict=True):

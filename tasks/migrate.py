@@ -7,7 +7,9 @@ Order of work, and why:
 3. kill switch and quorum again: a slot wait can be long and the world changes meanwhile;
 4. where is the guest *now*? Already on the target or already migrating means another run
    did or does the work (skip); somewhere else than the plan's source means the plan is stale
-   (skip: never move a guest the plan did not intend);
+   (skip: never move a guest the plan did not intend); and would the target, as it is now,
+   still take it under every hard rule? Plans made apart (a balance and an evacuation at
+   once) must not together overfill a node (skip otherwise);
 5. record the intent, then POST; record the UPID at once, so a crash after the POST leaves a
    record that the next run resumes instead of migrating again;
 6. wait for the task (``WARNINGS: n`` is success, ``hamigrate`` is followed), verify the guest
@@ -27,7 +29,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from analytics import Store
-from engine import Move
+from engine import Move, Policy
+from engine.whatif import why_not_now
 from tasks.limits import LimitError, migration_slots, pause_reason
 from tasks.pve import Gateway, PveError, QuorumLostError, RefusedError
 from tasks.records import MigrationRow, record_migration
@@ -78,9 +81,11 @@ def _blocked_by(move: Move, before: Sequence[MoveResult]) -> str | None:
     return None
 
 
-def _where(gateway: Gateway, move: Move) -> str | None:
-    """None when the move may go ahead, else why it must not (from a fresh read)."""
-    where = gateway.locate(move.vmid)
+def _where(gateway: Gateway, move: Move, policy: Policy) -> str | None:
+    """None when the move may go ahead, else why it must not, from a fresh read of the cluster:
+    where the guest is, its lock, and the target's room and rules as they are now."""
+    inventory = gateway.inventory()
+    where = inventory.guest(move.vmid)
     if where is None:
         return "the guest no longer exists"
     if where.node == move.target:
@@ -91,7 +96,8 @@ def _where(gateway: Gateway, move: Move) -> str | None:
         return f"now on {where.node}, not on {move.source} as planned; the plan is stale"
     if where.lock:
         return f"locked ({where.lock})"
-    return None
+    veto = why_not_now(inventory.snapshot(), policy, move.vmid, move.target)
+    return f"not moved now: {veto}" if veto else None
 
 
 def run_move(
@@ -100,6 +106,7 @@ def run_move(
     plan_id: str,
     move: Move,
     limits: ExecutionLimits,
+    policy: Policy,
     before: Sequence[MoveResult] = (),
     progress: Progress = _noop,
     log: Callable[[str], None] = print,
@@ -121,7 +128,7 @@ def run_move(
             timeout=limits.slot_timeout,
             lease_seconds=limits.lease_seconds,
         ):
-            return _guarded(gateway, store, plan_id, move, limits, progress, log)
+            return _guarded(gateway, store, plan_id, move, limits, policy, progress, log)
     except LimitError as exc:
         return _result(move, "skipped", str(exc))
     except TimeoutError:
@@ -134,6 +141,7 @@ def _guarded(
     plan_id: str,
     move: Move,
     limits: ExecutionLimits,
+    policy: Policy,
     progress: Progress,
     log: Callable[[str], None],
 ) -> MoveResult:
@@ -142,7 +150,7 @@ def _guarded(
         return _result(move, "skipped", paused)
     try:
         gateway.require_quorum()
-        stale = _where(gateway, move)
+        stale = _where(gateway, move, policy)
     except QuorumLostError as exc:
         return _result(move, "skipped", str(exc))
     except PveError as exc:
@@ -225,11 +233,12 @@ def migrate(
     plan_id: str,
     move: Move,
     limits: ExecutionLimits,
+    policy: Policy,
     before: Sequence[MoveResult] = (),
     progress: Progress = _noop,
 ) -> MoveResult:
     logger = get_run_logger()
-    result = run_move(gateway, store, plan_id, move, limits, before, progress, logger.info)
+    result = run_move(gateway, store, plan_id, move, limits, policy, before, progress, logger.info)
     level = logger.info if result.status == "ok" else logger.warning
     route = f"{move.vmid} ({move.name}) {move.source} -> {move.target}"
     level(f"{route}: {result.status}, {result.detail}")

@@ -66,7 +66,11 @@ def configure(prefect_backend: None, tmp_path: Path) -> Iterator[Callable[..., S
     """Make this process's flows use settings for the given simulator."""
 
     def apply(sim: Simulator, **sections: Any) -> Settings:
-        sections.setdefault("migrations", {"poll_seconds": 0.05, "lease_seconds": 60})
+        # bounded waits: a migration that cannot finish fails the test instead of hanging it
+        sections.setdefault(
+            "migrations",
+            {"poll_seconds": 0.05, "lease_seconds": 60, "task_timeout": 120, "slot_timeout": 120},
+        )
         settings = settings_for(sim, tmp_path / "data", **sections)
         use_settings(settings)
         # the test server outlives each test: start every test from the configured limits
