@@ -30,6 +30,7 @@ from analytics.connect import Backoff, Params, StoreLockedError, fetch_frame, op
 from analytics.ingest import TABLES, normalise, scrub, to_json
 from analytics.rollup import Retention, maintain
 from analytics.schema import (
+    LATEST,
     SchemaTooNewError,
     check_not_newer,
     current_version,
@@ -66,12 +67,23 @@ class Store:
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open read-only (after making sure the file exists and is migrated), yield, close."""
-        if not self._migrated:
+        """Open read-only, yield, close. A file that is missing or behind the schema is first
+        created or migrated through a writer; a current one is never opened for writing, so
+        readers (notebooks, reports) do not take the write lock from the pipeline."""
+        if not self._migrated and not self._is_current():
             with self.writer():
                 pass
+        self._migrated = True
         with opened(self.path, read_only=True, backoff=self.backoff) as con:
             yield con
+
+    def _is_current(self) -> bool:
+        if not self.path.exists():
+            return False
+        with opened(self.path, read_only=True, backoff=self.backoff) as con:
+            version = current_version(con)
+        check_not_newer(version, str(self.path))
+        return version == LATEST
 
     def migrate(self) -> int:
         """Bring the file to the latest schema; return its version."""

@@ -1,0 +1,36 @@
+"""Readers never take the write lock of a current history file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from analytics import Backoff, Store
+
+
+def test_a_reader_of_a_current_file_works_while_another_process_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "history.duckdb"
+    Store(path).migrate()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print('open', flush=True); time.sleep(5)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        started = time.monotonic()
+        # a fresh Store has not migrated anything yet; a write open would fail at once here
+        frame = Store(path, backoff=Backoff(deadline=1.0)).read("SELECT 42 AS answer")
+        assert frame["answer"].to_list() == [42]
+        assert time.monotonic() - started < 1.0
+    finally:
+        holder.kill()
+        holder.wait()
