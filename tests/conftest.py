@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from proxmoxer import ProxmoxAPI
 
 from pvesim import SimConfig, Simulator
@@ -109,3 +110,22 @@ class Control:
 @pytest.fixture
 def control(sim: Simulator) -> Control:
     return Control(sim)
+
+
+def cluster_section(sim: Simulator) -> dict[str, Any]:
+    """The `cluster` settings for a running simulator: its token, over verified TLS."""
+    return {
+        "host": "127.0.0.1",
+        "port": sim.port,
+        "user": sim.token.user,
+        "token_name": sim.token.tokenid,
+        "token_value": sim.token_secret,
+        "ca_bundle": str(sim.ca_file),
+    }
+
+
+def write_config(path: Path, sim: Simulator, data_dir: Path, **sections: Any) -> Path:
+    """A proxflow config file for the running simulator."""
+    config = {"data_dir": str(data_dir), "cluster": cluster_section(sim), **sections}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path

@@ -17,9 +17,7 @@ from uuid import UUID
 
 import pytest
 import requests
-import yaml
 
-from pvesim import Simulator
 from tests.e2e.processes import BIN, Processes, free_port, tail_of, wait_for
 
 POOL = "proxflow"
@@ -102,24 +100,6 @@ def prefect_api(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
         {PREFECT_API_URL: prefect_server.url, PREFECT_HOME: prefect_server.home}
     ):
         yield prefect_server
-
-
-def write_config(path: Path, sim: Simulator, data_dir: Path, **sections: Any) -> Path:
-    """A proxflow config file for the running simulator (token over verified TLS)."""
-    config = {
-        "data_dir": str(data_dir),
-        "cluster": {
-            "host": "127.0.0.1",
-            "port": sim.port,
-            "user": sim.token.user,
-            "token_name": sim.token.tokenid,
-            "token_value": sim.token_secret,
-            "ca_bundle": str(sim.ca_file),
-        },
-        **sections,
-    }
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
 
 
 def set_up(config: Path) -> list[str]:

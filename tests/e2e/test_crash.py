@@ -20,8 +20,8 @@ import pytest
 
 from analytics import Store
 from pvesim import SimConfig, Simulator
-from tests.conftest import token_client
-from tests.e2e.conftest import PrefectServer, set_up, write_config
+from tests.conftest import token_client, write_config
+from tests.e2e.conftest import PrefectServer, set_up
 from tests.e2e.processes import BIN, Processes, run, wait_for
 from tests.e2e.timeline import Interval, SimEvents, brackets, migrations
 

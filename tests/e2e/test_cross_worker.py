@@ -22,7 +22,8 @@ from flows.runtime import endpoint
 from flows.settings import load_settings
 from pvesim import SimConfig, Simulator
 from tasks.pve import Gateway
-from tests.e2e.conftest import POOL, PrefectServer, final_states, set_up, start_run, write_config
+from tests.conftest import write_config
+from tests.e2e.conftest import POOL, PrefectServer, final_states, set_up, start_run
 from tests.e2e.processes import BIN, Processes, run, wait_for
 from tests.e2e.timeline import (
     Interval,

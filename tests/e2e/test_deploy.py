@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from pvesim import SimConfig, Simulator
-from tests.e2e.conftest import POOL, PrefectServer, final_states, start_run, write_config
+from tests.conftest import write_config
+from tests.e2e.conftest import POOL, PrefectServer, final_states, start_run
 from tests.e2e.processes import BIN, ROOT, Processes, run, wait_for
 
 pytestmark = pytest.mark.slow

@@ -17,6 +17,7 @@ from flows.runtime import use_settings
 from flows.settings import Settings
 from pvesim import Simulator
 from tasks.limits import ensure_limits, set_paused
+from tests.conftest import cluster_section
 
 os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "0.5")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -47,18 +48,7 @@ def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 def settings_for(sim: Simulator, data_dir: Path, **sections: Any) -> Settings:
     """Settings pointing at a running simulator over verified TLS, history in `data_dir`."""
-    return Settings(
-        data_dir=data_dir,
-        cluster={
-            "host": sim.config.host,
-            "port": sim.port,
-            "user": sim.token.user,
-            "token_name": sim.token.tokenid,
-            "token_value": sim.token_secret,
-            "ca_bundle": sim.ca_file,
-        },
-        **sections,
-    )
+    return Settings(data_dir=data_dir, cluster=cluster_section(sim), **sections)
 
 
 @pytest.fixture

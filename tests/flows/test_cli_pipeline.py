@@ -12,29 +12,18 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pvesim import Simulator
-from tests.conftest import Control
+from tests.conftest import Control, write_config
 
 
 @pytest.fixture
 def config(make_sim: Callable[..., Simulator], tmp_path: Path) -> tuple[Simulator, Path]:
     sim = make_sim("demo", speed=600.0)
-    path = tmp_path / "proxflow.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "cluster": {
-                    "host": "127.0.0.1",
-                    "port": sim.port,
-                    "user": sim.token.user,
-                    "token_name": sim.token.tokenid,
-                    "token_value": sim.token_secret,
-                    "ca_bundle": str(sim.ca_file),
-                },
-                "migrations": {"poll_seconds": 0.05},
-                "policy": {"max_moves": 20, "max_moves_per_node": 10},
-            }
-        )
+    path = write_config(
+        tmp_path / "proxflow.yaml",
+        sim,
+        tmp_path / "data",
+        migrations={"poll_seconds": 0.05},
+        policy={"max_moves": 20, "max_moves_per_node": 10},
     )
     return sim, path
 

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.settings import load_settings
 from pvesim import Simulator
 from tasks.pve import REQUIRED
+from tests.conftest import write_config
 
 PROJECT = Path(__file__).resolve().parents[2]
 README = (PROJECT / "README.md").read_text()
@@ -90,22 +90,8 @@ def test_every_proxflow_command_in_the_readme_runs(
     prefect_backend: None, make_sim: Callable[..., Simulator], tmp_path: Path
 ) -> None:
     sim = make_sim("demo", speed=600.0)
-    config = tmp_path / "proxflow.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "cluster": {
-                    "host": "127.0.0.1",
-                    "port": sim.port,
-                    "user": sim.token.user,
-                    "token_name": sim.token.tokenid,
-                    "token_value": sim.token_secret,
-                    "ca_bundle": str(sim.ca_file),
-                },
-                "migrations": {"poll_seconds": 0.05},
-            }
-        )
+    config = write_config(
+        tmp_path / "proxflow.yaml", sim, tmp_path / "data", migrations={"poll_seconds": 0.05}
     )
     commands = [shlex.split(line)[1:] for line in shell_lines() if line.startswith("proxflow ")]
     # `proxflow sim` serves until stopped: tests/flows/test_cli.py runs it in a subprocess
