@@ -75,6 +75,11 @@ def _placeholder(row: MigrationRow) -> Move:
 def resume_interrupted(rt: Runtime) -> list[MoveResult]:
     """Complete the records of migrations an interrupted run started, without migrating again.
 
+    An unfinished record may also belong to a run that is moving that guest right now: a
+    record is only ever written while its run holds the move's node slots. So each one is
+    settled only after taking those slots and reading it again; a live run has finished it by
+    then, a dead run's slots come back when its leases expire.
+
     With a UPID the task is followed to its end. Without one the run stopped between recording
     the intent and PVE's answer: if the guest is on the target or still migrating the request
     got through (wait for it), if it is where it was and unlocked, it never started.
@@ -82,25 +87,28 @@ def resume_interrupted(rt: Runtime) -> list[MoveResult]:
     logger = get_run_logger()
     limits = limits_of(rt)
     results: list[MoveResult] = []
-    for row in unfinished_migrations(rt.store):
-        move = _placeholder(row)
-        logger.warning(
-            "resuming migration record %s of %d (%s -> %s), left %s by an interrupted run",
-            row.id,
-            row.vmid,
-            row.source,
-            row.target,
-            row.status,
-        )
+    for seen in unfinished_migrations(rt.store):
         with migration_slots(
-            row.source,
-            row.target,
+            seen.source,
+            seen.target,
             cluster_default=limits.cluster,
             node_default=limits.node,
             timeout=limits.slot_timeout,
             lease_seconds=limits.lease_seconds,
         ):
-            results.append(_resume(rt, row, move, limits))
+            still = unfinished_migrations(rt.store, only=seen.id)
+            if not still:
+                continue  # its own run finished it while we waited for the slots
+            row = still[0]
+            logger.warning(
+                "resuming migration record %s of %d (%s -> %s), left %s by an interrupted run",
+                row.id,
+                row.vmid,
+                row.source,
+                row.target,
+                row.status,
+            )
+            results.append(_resume(rt, row, _placeholder(row), limits))
     return results
 
 

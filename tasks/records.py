@@ -72,12 +72,18 @@ def record_migration(store: Store, row: MigrationRow) -> None:
     write(store, "migrations", row.frame(), upsert=True)
 
 
-def unfinished_migrations(store: Store) -> list[MigrationRow]:
-    """Records a crashed run left behind: intent written, outcome never."""
+def unfinished_migrations(store: Store, only: str | None = None) -> list[MigrationRow]:
+    """Records with an intent but no outcome (all of them, or the one with id `only`).
+
+    Such a record belongs either to a run that died or to one still moving that guest; only
+    the slots it holds tell them apart (see `flows.execute.resume_interrupted`).
+    """
     frame = store.read(
         "SELECT id, plan_id, vmid, source, target, upid, status, "
         "epoch(started) AS started, result FROM migrations "
-        "WHERE status IN ('intent', 'running') ORDER BY started"
+        "WHERE status IN ('intent', 'running') AND ($only IS NULL OR id = $only) "
+        "ORDER BY started",
+        {"only": only},
     )
     return [
         MigrationRow(

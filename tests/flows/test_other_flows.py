@@ -156,3 +156,49 @@ def test_resuming_follows_a_started_migration_to_its_end_without_starting_anothe
     stored = rt.store.read("SELECT status, upid, finished FROM migrations WHERE id = 'p2:1'")
     assert stored.row(0) == ("ok", upid, stored["finished"][0])
     assert stored["finished"][0] is not None
+
+
+def test_resuming_leaves_alone_a_record_whose_run_is_still_moving_the_guest(
+    make_sim: Callable[..., Simulator], configure: Callable[..., Settings]
+) -> None:
+    import threading
+
+    from tasks.limits import migration_slots
+
+    settings = configure(make_sim("small", speed=0.0))
+    rt = connect(settings)
+    guest = next(g for g in rt.gateway.inventory().guests if g.running)
+    live = MigrationRow(
+        id="p3:1",
+        plan_id="p3",
+        vmid=guest.vmid,
+        source=guest.node,
+        target="pve9",
+        started=rt.gateway.cluster_time(),
+    )
+    holding, release = threading.Event(), threading.Event()
+
+    def the_live_run() -> None:
+        with migration_slots(
+            live.source,
+            live.target,
+            cluster_default=2,
+            node_default=1,
+            timeout=30,
+            lease_seconds=60,
+        ):
+            record_migration(rt.store, live)  # intent, then PVE's answer comes slowly
+            holding.set()
+            release.wait(30)
+            live.upid, live.status, live.result = "UPID:live", "ok", "on pve9"
+            record_migration(rt.store, live)
+
+    runner = threading.Thread(target=the_live_run)
+    runner.start()
+    assert holding.wait(30)
+    threading.Timer(2.0, release.set).start()  # the live run finishes while resume waits
+    results = resume_interrupted(rt)
+    runner.join(30)
+    assert results == []
+    stored = rt.store.read("SELECT status, upid FROM migrations WHERE id = 'p3:1'")
+    assert stored.row(0) == ("ok", "UPID:live")
