@@ -231,6 +231,20 @@ def day_split(frame: pl.DataFrame, fraction: float) -> int:
     return int(days[index]) * 86_400
 
 
+def only_after(forecaster: Forecaster, start_ts: int) -> Forecaster:
+    """`forecaster` with its forecasts nulled before `start_ts`, so a backtest scores only the
+    validation origins."""
+
+    def forecast(frame: pl.DataFrame, column: str, horizon_min: int) -> pl.DataFrame:
+        out = forecaster(frame, column, horizon_min)
+        valid = pl.col("ts") >= start_ts
+        return out.with_columns(
+            pl.when(valid).then("mean").alias("mean"), pl.when(valid).then("p90").alias("p90")
+        )
+
+    return forecast
+
+
 def split_forecaster(
     split: Callable[[pl.DataFrame], int],
     on_fit: Callable[[LoadForecaster, float], None] | None = None,
@@ -249,10 +263,6 @@ def split_forecaster(
         )
         if on_fit is not None:
             on_fit(model, time.perf_counter() - started)
-        out = model.forecast(frame, column, horizon_min)
-        valid = pl.col("ts") >= start_ts
-        return out.with_columns(
-            pl.when(valid).then("mean").alias("mean"), pl.when(valid).then("p90").alias("p90")
-        )
+        return only_after(model.forecast, start_ts)(frame, column, horizon_min)
 
     return forecast

@@ -111,9 +111,6 @@ def _plan_and_act(
     if resumed:
         publish_results(resumed, "proxflow-resumed-migrations")
     obs = observe(rt)
-    if evacuate is not None and evacuate not in {n.name for n in obs.snapshot.nodes}:
-        names = ", ".join(sorted(n.name for n in obs.snapshot.nodes))
-        raise ValueError(f"evacuate: no node named {evacuate!r}; nodes are {names}")
     the_plan = make_plan(obs, policy, planner, evacuate)
     plan_id = uuid.uuid4().hex[:12]
     key = "proxflow-evacuation" if evacuate else "proxflow-plan"

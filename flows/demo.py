@@ -9,6 +9,7 @@ about a second.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ def reset(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
 
 
+def _change(before: float, after: float, whole: float) -> str:
+    return f"{100 * before / whole:.0f}% → {100 * after / whole:.0f}%"
+
+
 def before_after(
     before: ClusterSnapshot, after: ClusterSnapshot, plan: Plan, policy: Policy
 ) -> Table:
@@ -63,29 +68,14 @@ def before_after(
         if not b.eligible:
             continue
         cb, ca, pa = current_before[b.node], current_after[b.node], predicted_after[b.node]
-
-        def pct(x: float, whole: float) -> str:
-            return f"{100 * x / whole:.0f}%"
-
         table.add_row(
             b.node,
-            f"{pct(cb.cpu, b.cpus)} → {pct(ca.cpu, b.cpus)}",
-            f"{pct(b.cpu, b.cpus)} → {pct(pa.cpu, b.cpus)}",
-            f"{pct(cb.mem, b.memory)} → {pct(ca.mem, b.memory)}",
-            f"{pct(b.mem, b.memory)} → {pct(pa.mem, b.memory)}",
+            _change(cb.cpu, ca.cpu, b.cpus),
+            _change(b.cpu, pa.cpu, b.cpus),
+            _change(cb.mem, ca.mem, b.memory),
+            _change(b.mem, pa.mem, b.memory),
         )
     return table
-
-
-def _current(snapshot: ClusterSnapshot) -> ClusterSnapshot:
-    """The snapshot without forecasts: loads as they are now."""
-    return ClusterSnapshot(
-        nodes=snapshot.nodes,
-        guests=snapshot.guests,
-        node_rules=snapshot.node_rules,
-        resource_rules=snapshot.resource_rules,
-        now=snapshot.now,
-    )
 
 
 def run_demo(console: Console, data_dir: Path, scenario: str = "demo") -> int:
@@ -130,7 +120,9 @@ def run_demo(console: Console, data_dir: Path, scenario: str = "demo") -> int:
         outcome = balance(dry_run=False)
     console.print(results_table(outcome.results))
     after = rt.gateway.inventory().snapshot()
-    console.print(before_after(_current(outcome.snapshot), after, outcome.plan, policy))
+    console.print(
+        before_after(replace(outcome.snapshot, forecasts=()), after, outcome.plan, policy)
+    )
 
     console.print(Rule("6. Capacity report"))
     html = data_dir / "capacity-report.html"

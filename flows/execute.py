@@ -21,7 +21,7 @@ from prefect.logging import get_run_logger
 from engine import Move, Plan, Reason
 from flows.progress import reporter
 from flows.runtime import Runtime
-from tasks.limits import ensure_limits, migration_slots
+from tasks.limits import migration_slots
 from tasks.migrate import ExecutionLimits, MoveResult, follow, migrate
 from tasks.records import MigrationRow, record_migration, unfinished_migrations
 
@@ -148,8 +148,6 @@ def execute(rt: Runtime, plan: Plan, plan_id: str) -> list[MoveResult]:
         return []
     limits = limits_of(rt)
     policy = rt.settings.balance_policy()
-    nodes = {n.node for n in plan.loads_before}
-    ensure_limits(limits.cluster, limits.node, nodes)
     progress = reporter().move
     futures: list[PrefectFuture[MoveResult]] = []
     for move, waits in zip(plan.moves, prerequisites(plan.moves), strict=True):

@@ -32,7 +32,6 @@ def _send_logs_to_runs() -> None:
         log.setLevel(logging.INFO)
 
 
-_send_logs_to_runs()
 _lock = threading.Lock()
 _embedded: dict[str, object] = {}
 _settings_override: list[Settings] = []
@@ -73,11 +72,6 @@ def _simulator(settings: Settings) -> object:
         return sim
 
 
-def embedded_simulator() -> object | None:
-    """The simulator this process started, if any (the demo reads its event log)."""
-    return _embedded.get("sim")
-
-
 def endpoint(settings: Settings) -> PveEndpoint:
     if settings.embedded:
         from pvesim import Simulator
@@ -115,6 +109,7 @@ class Runtime:
 
 
 def connect(settings: Settings) -> Runtime:
+    _send_logs_to_runs()
     gateway = Gateway.connect(endpoint(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Runtime(settings, gateway, Store(settings.store_path))

@@ -24,9 +24,9 @@ from threadpoolctl import threadpool_limits
 
 from analytics import Store
 from analytics.backtest import horizon_steps, score
-from analytics.baselines import BASELINES, Forecaster
+from analytics.baselines import BASELINES
 from analytics.features import WARMUP
-from analytics.forecaster import LoadForecaster, time_split
+from analytics.forecaster import LoadForecaster, only_after, time_split
 from analytics.model_store import ModelLoadError, load_latest, promote, read_metadata, save
 from analytics.model_store import versions as model_versions
 from engine import Forecast, Guest
@@ -71,7 +71,7 @@ def to_grid(frame: pl.DataFrame, key: str, value_cols: Sequence[str]) -> pl.Data
 def recent_history(store: Store, now: float, hours: float = 24.0) -> pl.DataFrame:
     """The last `hours` of raw guest samples on the 5-minute grid (`series, ts, cpu, mem, cpus`)."""
     end = datetime.fromtimestamp(now, UTC) + timedelta(seconds=1)
-    raw = store.guest_window(end - timedelta(hours=hours), end)
+    raw = store.guest_window(end - timedelta(hours=hours), end, columns=("cpu", "mem", "cpus"))
     return to_grid(raw, "vmid", ("cpu", "mem", "cpus"))
 
 
@@ -135,19 +135,6 @@ def predict(
         0, f"{len(forecasts)} of {running} running guests forecast {horizon_min} min ahead"
     )
     return ForecastSet(tuple(forecasts), len(forecasts), "; ".join(notes))
-
-
-def _after(forecaster: Forecaster, start_ts: int) -> Forecaster:
-    """Score a forecaster only at validation origins (null before them)."""
-
-    def forecast(frame: pl.DataFrame, column: str, horizon_min: int) -> pl.DataFrame:
-        out = forecaster(frame, column, horizon_min)
-        valid = pl.col("ts") >= start_ts
-        return out.with_columns(
-            pl.when(valid).then("mean").alias("mean"), pl.when(valid).then("p90").alias("p90")
-        )
-
-    return forecast
 
 
 @dataclass(frozen=True)
@@ -227,15 +214,16 @@ def train_one(
     # down several-fold when the cores are busy (100 s instead of 16 s measured on 2 cores)
     with threadpool_limits(limits=1, user_api="openmp"):
         model = LoadForecaster(column, horizon_min).fit(data.filter(pl.col("ts") < start_ts))
-    scores = score(data, _after(model.forecast, start_ts), column, horizon_min)
+    scores = score(data, only_after(model.forecast, start_ts), column, horizon_min)
     baselines = {
-        name: score(data, _after(f, start_ts), column, horizon_min) for name, f in BASELINES.items()
+        name: score(data, only_after(f, start_ts), column, horizon_min)
+        for name, f in BASELINES.items()
     }
     root = model_root(model_dir, column, horizon_min)
     current_scores: dict[str, float] | None = None
     current, _ = latest_model(model_dir, column, horizon_min)
     if current is not None:
-        current_scores = score(data, _after(current.forecast, start_ts), column, horizon_min)
+        current_scores = score(data, only_after(current.forecast, start_ts), column, horizon_min)
     won = promote(scores, current_scores, baselines)
     path = str(save(model, root, validation_scores=scores, keep=keep)) if won else None
     best = min(baselines.items(), key=lambda kv: kv[1]["mae"])

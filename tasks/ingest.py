@@ -19,6 +19,7 @@ import polars as pl
 
 from analytics import Store
 from tasks.pve import Gateway, GuestConfig, Inventory
+from tasks.pve.inventory import with_configs
 from tasks.records import write_many
 
 REFRESH_SECONDS = 6 * 3600.0
@@ -49,20 +50,6 @@ def cached_configs(store: Store) -> tuple[dict[int, GuestConfig], dict[int, floa
         when = r["checked"]
         checked[vmid] = when.timestamp() if isinstance(when, datetime) else float(when or 0)
     return configs, checked
-
-
-def _with_configs(inventory: Inventory, configs: dict[int, GuestConfig]) -> Inventory:
-    guests = tuple(
-        dataclasses.replace(
-            g,
-            local_resources=tuple(configs[g.vmid].local_resources),
-            local_disk_bytes=configs[g.vmid].local_disk_bytes,
-        )
-        if g.vmid in configs
-        else g
-        for g in inventory.guests
-    )
-    return dataclasses.replace(inventory, guests=guests)
 
 
 def config_frame(configs: dict[int, GuestConfig], inventory: Inventory) -> pl.DataFrame:
@@ -110,7 +97,7 @@ def collect(
     fresh = gateway.guest_configs(due, progress=progress) if due else {}
     if fresh:
         configs.update(fresh)
-        inventory = _with_configs(inventory, configs)
+        inventory = dataclasses.replace(inventory, guests=with_configs(inventory.guests, configs))
     node_rows, guest_rows, _, _ = write_many(
         store,
         [

@@ -26,7 +26,7 @@ from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitUpdate,
 )
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.variables import Variable
 
 CLUSTER = "proxflow-migrations"
@@ -57,10 +57,13 @@ def _ensure(name: str, limit: int, *, overwrite: bool) -> LimitState:
         try:
             current = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=name, limit=limit)
-            )
-            return LimitState(name, limit, True, 0, created=True)
+            try:
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit)
+                )
+                return LimitState(name, limit, True, 0, created=True)
+            except ObjectAlreadyExists:  # another task or worker created it meanwhile
+                current = client.read_global_concurrency_limit_by_name(name)
         if overwrite and (current.limit != limit or not current.active):
             client.update_global_concurrency_limit(
                 name, GlobalConcurrencyLimitUpdate(limit=limit, active=True)

@@ -4,13 +4,14 @@ Order of work, and why:
 
 1. kill switch, before waiting for slots (an operator's stop must not wait in a queue);
 2. the cluster slot and both node slots, all or nothing (`tasks.limits.migration_slots`);
-3. kill switch and quorum again: a slot wait can be long and the world changes meanwhile;
+3. kill switch again: a slot wait can be long and the world changes meanwhile;
 4. where is the guest *now*? Already on the target or already migrating means another run
    did or does the work (skip); somewhere else than the plan's source means the plan is stale
    (skip: never move a guest the plan did not intend); and would the target, as it is now,
    still take it under every hard rule? Plans made apart (a balance and an evacuation at
    once) must not together overfill a node (skip otherwise);
-5. record the intent, then POST; record the UPID at once, so a crash after the POST leaves a
+5. record the intent, then POST (the gateway checks quorum right before; without it the
+   move ends skipped); record the UPID at once, so a crash after the POST leaves a
    record that the next run resumes instead of migrating again;
 6. wait for the task (``WARNINGS: n`` is success, ``hamigrate`` is followed), verify the guest
    landed, record the outcome with its timings.
@@ -32,7 +33,7 @@ from analytics import Store
 from engine import Move, Policy
 from engine.whatif import why_not_now
 from tasks.limits import LimitError, migration_slots, pause_reason
-from tasks.pve import Gateway, PveError, QuorumLostError, RefusedError
+from tasks.pve import Gateway, Inventory, PveError, QuorumLostError, RefusedError
 from tasks.records import MigrationRow, record_migration
 
 
@@ -81,10 +82,9 @@ def _blocked_by(move: Move, before: Sequence[MoveResult]) -> str | None:
     return None
 
 
-def _where(gateway: Gateway, move: Move, policy: Policy) -> str | None:
+def _where(inventory: Inventory, move: Move, policy: Policy) -> str | None:
     """None when the move may go ahead, else why it must not, from a fresh read of the cluster:
     where the guest is, its lock, and the target's room and rules as they are now."""
-    inventory = gateway.inventory()
     where = inventory.guest(move.vmid)
     if where is None:
         return "the guest no longer exists"
@@ -149,12 +149,10 @@ def _guarded(
     if paused:
         return _result(move, "skipped", paused)
     try:
-        gateway.require_quorum()
-        stale = _where(gateway, move, policy)
-    except QuorumLostError as exc:
-        return _result(move, "skipped", str(exc))
+        now = gateway.inventory()
     except PveError as exc:
         return _result(move, "skipped", f"could not check the guest before moving it: {exc}")
+    stale = _where(now, move, policy)
     if stale:
         return _result(move, "skipped", stale)
     row = MigrationRow(
@@ -163,12 +161,14 @@ def _guarded(
         vmid=move.vmid,
         source=move.source,
         target=move.target,
-        started=gateway.cluster_time(),
+        started=now.taken_at,
     )
     record_migration(store, row)
     progress(move, "starting")
     try:
-        row.upid = gateway.start_migration(move)
+        row.upid = gateway.start_migration(move)  # checks quorum first, never POSTs without
+    except QuorumLostError as exc:
+        return _finish(store, row, move, "skipped", str(exc), gateway)
     except RefusedError as exc:
         return _finish(store, row, move, "failed", f"refused by PVE: {exc}", gateway)
     except PveError as exc:

@@ -7,9 +7,7 @@ flow runs queue in Prefect instead of spinning against the file lock.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import polars as pl
 
@@ -46,13 +44,10 @@ class MigrationRow:
     started: float | None = None
     finished: float | None = None
     result: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def frame(self) -> pl.DataFrame:
-        row = asdict(self)
-        row.pop("extra")
         return pl.DataFrame(
-            [row],
+            [asdict(self)],
             schema={
                 "id": pl.String,
                 "plan_id": pl.String,
@@ -99,7 +94,3 @@ def unfinished_migrations(store: Store, only: str | None = None) -> list[Migrati
         )
         for r in frame.iter_rows(named=True)
     ]
-
-
-def now() -> float:
-    return time.time()
