@@ -21,8 +21,8 @@ from prefect.logging import get_run_logger
 from engine import Move, Plan, Reason
 from flows.progress import reporter
 from flows.runtime import Runtime
-from tasks.limits import migration_slots
-from tasks.migrate import ExecutionLimits, MoveResult, follow, migrate
+from tasks.limits import ExecutionLimits, migration_slots
+from tasks.migrate import MoveResult, follow, migrate
 from tasks.records import MigrationRow, record_migration, unfinished_migrations
 
 
@@ -88,14 +88,7 @@ def resume_interrupted(rt: Runtime) -> list[MoveResult]:
     limits = limits_of(rt)
     results: list[MoveResult] = []
     for seen in unfinished_migrations(rt.store):
-        with migration_slots(
-            seen.source,
-            seen.target,
-            cluster_default=limits.cluster,
-            node_default=limits.node,
-            timeout=limits.slot_timeout,
-            lease_seconds=limits.lease_seconds,
-        ):
+        with migration_slots(seen.source, seen.target, limits):
             still = unfinished_migrations(rt.store, only=seen.id)
             if not still:
                 continue  # its own run finished it while we waited for the slots

@@ -38,6 +38,18 @@ def node_limit(node: str) -> str:
     return f"proxflow-node-{node}"
 
 
+@dataclass(frozen=True)
+class ExecutionLimits:
+    """How many migrations at once, and how long to wait for slots, tasks and leases."""
+
+    cluster: int
+    node: int
+    slot_timeout: float
+    task_timeout: float
+    lease_seconds: int
+    poll_seconds: float
+
+
 class LimitError(RuntimeError):
     """A limit exists but cannot serve (disabled), so acting would be unguarded."""
 
@@ -105,23 +117,15 @@ def set_paused(paused: bool) -> None:
 
 
 @contextmanager
-def migration_slots(
-    source: str,
-    target: str,
-    *,
-    cluster_default: int,
-    node_default: int,
-    timeout: float,
-    lease_seconds: int,
-) -> Iterator[None]:
+def migration_slots(source: str, target: str, limits: ExecutionLimits) -> Iterator[None]:
     """Hold one cluster slot and one slot on each of the two nodes, all or nothing.
 
     Prefect takes every named slot in one server call or none, so two moves can never each hold
     half of what the other needs.
     """
     names = [CLUSTER, node_limit(source), node_limit(target)]
-    states = [_ensure(CLUSTER, cluster_default, overwrite=False)]
-    states += [_ensure(n, node_default, overwrite=False) for n in names[1:]]
+    states = [_ensure(CLUSTER, limits.cluster, overwrite=False)]
+    states += [_ensure(n, limits.node, overwrite=False) for n in names[1:]]
     disabled = [s.name for s in states if not s.active]
     if disabled:
         raise LimitError(
@@ -129,7 +133,11 @@ def migration_slots(
             f"(prefect gcl update NAME --enable) or set the limit to 0 to stop migrations"
         )
     with concurrency(
-        names, occupy=1, strict=True, timeout_seconds=timeout, lease_duration=lease_seconds
+        names,
+        occupy=1,
+        strict=True,
+        timeout_seconds=limits.slot_timeout,
+        lease_duration=limits.lease_seconds,
     ):
         yield
 

@@ -32,7 +32,7 @@ from prefect.logging import get_run_logger
 from analytics import Store
 from engine import Move, Policy
 from engine.whatif import why_not_now
-from tasks.limits import LimitError, migration_slots, pause_reason
+from tasks.limits import ExecutionLimits, LimitError, migration_slots, pause_reason
 from tasks.pve import Gateway, Inventory, PveError, QuorumLostError, RefusedError
 from tasks.records import MigrationRow, record_migration
 
@@ -51,16 +51,6 @@ class MoveResult:
     @property
     def done(self) -> bool:
         return self.status == "ok"
-
-
-@dataclass(frozen=True)
-class ExecutionLimits:
-    cluster: int
-    node: int
-    slot_timeout: float
-    task_timeout: float
-    lease_seconds: int
-    poll_seconds: float
 
 
 Progress = Callable[[Move, str], None]
@@ -120,14 +110,7 @@ def run_move(
         return _result(move, "skipped", paused)
     progress(move, "waiting for slots")
     try:
-        with migration_slots(
-            move.source,
-            move.target,
-            cluster_default=limits.cluster,
-            node_default=limits.node,
-            timeout=limits.slot_timeout,
-            lease_seconds=limits.lease_seconds,
-        ):
+        with migration_slots(move.source, move.target, limits):
             return _guarded(gateway, store, plan_id, move, limits, policy, progress, log)
     except LimitError as exc:
         return _result(move, "skipped", str(exc))

@@ -5,7 +5,11 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from tasks.limits import migration_slots, node_limit
+from tasks.limits import ExecutionLimits, migration_slots, node_limit
+
+LIMITS = ExecutionLimits(
+    cluster=8, node=8, slot_timeout=60, task_timeout=60, lease_seconds=60, poll_seconds=1
+)
 
 
 def test_moves_racing_to_create_a_new_nodes_limit_all_get_their_slots(
@@ -14,9 +18,7 @@ def test_moves_racing_to_create_a_new_nodes_limit_all_get_their_slots(
     node = f"new-{uuid.uuid4().hex[:8]}"  # a limit nobody has created yet
 
     def one_move(i: int) -> str:
-        with migration_slots(
-            node, f"other-{i}", cluster_default=8, node_default=8, timeout=60, lease_seconds=60
-        ):
+        with migration_slots(node, f"other-{i}", LIMITS):
             return node_limit(node)
 
     with ThreadPoolExecutor(max_workers=6) as pool:

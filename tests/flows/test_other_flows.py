@@ -163,6 +163,7 @@ def test_resuming_leaves_alone_a_record_whose_run_is_still_moving_the_guest(
 ) -> None:
     import threading
 
+    from flows.execute import limits_of
     from tasks.limits import migration_slots
 
     settings = configure(make_sim("small", speed=0.0))
@@ -179,14 +180,7 @@ def test_resuming_leaves_alone_a_record_whose_run_is_still_moving_the_guest(
     holding, release = threading.Event(), threading.Event()
 
     def the_live_run() -> None:
-        with migration_slots(
-            live.source,
-            live.target,
-            cluster_default=2,
-            node_default=1,
-            timeout=30,
-            lease_seconds=60,
-        ):
+        with migration_slots(live.source, live.target, limits_of(rt)):
             record_migration(rt.store, live)  # intent, then PVE's answer comes slowly
             holding.set()
             release.wait(30)
