@@ -140,11 +140,7 @@ def _pin(rules: RuleSet, guest: Guest, pins: tuple[str, ...], by_lower: dict[str
         _restrict(rules, guest.vmid, frozenset(resolved), "plb_pin tag")
 
 
-def _restrict(
-    rules: RuleSet, vmid: int, nodes: frozenset[str], why: str, soft_ok: bool = False
-) -> None:
-    if soft_ok:
-        return
+def _restrict(rules: RuleSet, vmid: int, nodes: frozenset[str], why: str) -> None:
     current = rules.allowed.get(vmid)
     if current is None:
         rules.allowed[vmid] = nodes
@@ -184,6 +180,8 @@ def _resolve_conflicts(
     together: list[Group] = []
     for group in rules.groups:
         (together if group.together else apart).append(group)
+    # groups sharing a guest bind all their members to one node: judge them as that one group
+    together = _merge_overlapping(together)
 
     # anti-affinity beats affinity for the same pair: separation protects availability
     kept_together: list[Group] = []
@@ -259,7 +257,7 @@ def _resolve_conflicts(
                 continue
             ag = Group(ag.name, members, False, True, ag.max_per_node)
         kept_apart.append(ag)
-    rules.groups = _merge_overlapping(kept_together) + kept_apart
+    rules.groups = kept_together + kept_apart
 
 
 def _known_nodes(

@@ -361,6 +361,27 @@ CONFLICTS = [
     (
         snapshot(
             THREE,
+            [
+                guest(101, "pve1", tags="plb_affinity_a;plb_anti_affinity_x"),
+                guest(102, "pve2", tags="plb_affinity_a"),
+                guest(103, "pve3", tags="plb_anti_affinity_x"),
+            ],
+            resource_rules=[ha_together("r", 102, 103)],
+        ),
+        Policy(),
+        (
+            "affinity vs anti-affinity",
+            (101, 102, 103),
+            "tag anti-affinity 'x' wins; HA resource-affinity 'r' + tag affinity 'a' is not",
+        ),
+        # a = {101, 102} and r = {102, 103} share 102, so together they bind 101 and 103
+        # to one node, which x forbids: the merged group is judged, not each part alone
+        lambda after: after[101] != after[103],
+        "affinity groups that merge through a shared guest are judged as the merged group",
+    ),
+    (
+        snapshot(
+            THREE,
             [guest(101, "pve1", tags="plb_pin_pve1")],
             node_rules=[ha_nodes("ha", [101], {"pve2": 1}, strict=True)],
         ),
