@@ -7,6 +7,13 @@ than the finer table's cutoff are only inserted if missing (a late re-ingest of 
 samples cannot overwrite a complete aggregate with a partial one). Running :func:`maintain`
 twice with the same ``now`` therefore changes nothing.
 
+Of the kept hourly buckets, only those from the hour of the oldest raw row on are recomputed
+(none while there are no raw rows). 5-minute rows change only through the raw → 5-minute roll-up
+of the same :func:`maintain`, which reads only raw rows, so a 5-minute bucket can change only
+at or after the oldest raw row; the hourly buckets before its hour were last recomputed by the
+:func:`maintain` that last saw raw rows in them (or are frozen), and recomputing them again
+would give the same rows. This keeps a roll-up from rereading 90 days of 5-minute rows.
+
 Hourly rows come from the 5-minute rows: ``n`` adds up, ``*_mean`` is the ``n``-weighted mean of
 the 5-minute means (the mean of the raw samples, up to the rounding of the stored means),
 ``*_max`` is the max of maxes. A guest's ``node`` is the node of its latest sample in the bucket.
@@ -68,8 +75,15 @@ FROM {entity}_samples_5m WHERE bucket {cmp} $cutoff GROUP BY ALL
 
 
 def _roll(
-    con: duckdb.DuckDBPyConnection, entity: str, source: str, target: str, cutoff: datetime
+    con: duckdb.DuckDBPyConnection,
+    entity: str,
+    source: str,
+    target: str,
+    cutoff: datetime,
+    since: datetime | None,
 ) -> None:
+    """Recompute the `target` buckets from `since` on (none when None; `since` >= `cutoff`)
+    and add the missing ones before `cutoff`."""
     key = "node" if entity == "node" else "vmid"
     cols = [key, "bucket", *(["node"] if entity == "guest" else []), *_AGG_COLS]
     node = ""
@@ -79,9 +93,11 @@ def _roll(
         )
     select = _FROM_RAW if source == "raw" else _FROM_5M
     # kept buckets are recomputed (changed ones updated), expired ones only added if missing
-    for cmp, update in ((">=", True), ("<", False)):
+    for cmp, update, bound in ((">=", True, since), ("<", False, cutoff)):
+        if bound is None:
+            continue
         query = select.format(key=key, node=node, entity=entity, cmp=cmp)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE rolled AS {query}", {"cutoff": cutoff})
+        con.execute(f"CREATE OR REPLACE TEMP TABLE rolled AS {query}", {"cutoff": bound})
         try:
             merge(
                 con,
@@ -94,6 +110,12 @@ def _roll(
             )
         finally:
             con.execute("DROP TABLE rolled")
+
+
+def _first_raw_hour(con: duckdb.DuckDBPyConnection, entity: str) -> datetime | None:
+    """The hour of the entity's oldest raw row; None when it has none."""
+    row = con.execute(f"SELECT date_trunc('hour', min(ts)) FROM {entity}_samples").fetchone()
+    return row[0] if row else None
 
 
 def _delete(con: duckdb.DuckDBPyConnection, table: str, column: str, cutoff: datetime) -> int:
@@ -113,8 +135,9 @@ def maintain(
     raw_cut, m5_cut, h_cut = hour - keep.raw, hour - keep.five_min, hour - keep.hourly
     deleted: dict[str, int] = {}
     for entity in ("node", "guest"):
-        _roll(con, entity, "raw", "5m", raw_cut)
-        _roll(con, entity, "5m", "1h", m5_cut)
+        _roll(con, entity, "raw", "5m", raw_cut, raw_cut)
+        first = _first_raw_hour(con, entity)
+        _roll(con, entity, "5m", "1h", m5_cut, None if first is None else max(m5_cut, first))
         deleted[f"{entity}_samples"] = _delete(con, f"{entity}_samples", "ts", raw_cut)
         deleted[f"{entity}_samples_5m"] = _delete(con, f"{entity}_samples_5m", "bucket", m5_cut)
         deleted[f"{entity}_samples_1h"] = _delete(con, f"{entity}_samples_1h", "bucket", h_cut)

@@ -10,7 +10,11 @@ several runs each:
    polars frame sorted by (vmid, ts) (target < 2 s), whole rows and only the columns the
    forecast features use (`columns=FEATURE_COLUMNS`). The 24 h are built first at **1-minute**
    resolution (PVE's finest RRD step), i.e. 5,000 × 1,440 = 7.2 M rows: the heaviest case;
-3. the file size after a year of history of 5,000 guests (and 50 nodes) under the default
+3. one `Store.maintain` (the pipeline's every 30 minutes) on a store holding
+   `MAINTAIN_DAYS` days of 5-minute roll-ups of every guest, their hourly roll-ups and the last
+   hour of 1-minute samples: it recomputes only the hours the raw samples reach, so it must not
+   grow with the days of 5-minute rows kept (90 by default);
+4. the file size after a year of history of 5,000 guests (and 50 nodes) under the default
    `Retention` (raw 3 d, 5-min 90 d, hourly 5 y; a year keeps all hourly rows). Bytes per row
    of each sample table are measured by writing simulated rows into a file of its own through
    the store's own write path (`Store.append` for raw samples, the roll-up merge of
@@ -62,6 +66,8 @@ READ_RUNS = 5
 SIM_ROWS = 500_000  # rows per table in the bytes-per-row simulation
 GB = 1e9
 FEATURE_COLUMNS = ("cpu", "cpus", "mem", "maxmem")  # what forecasting reads besides vmid, ts
+MAINTAIN_DAYS = 7  # days of 5-minute roll-ups in the maintain step (10 M rows at 5,000 guests)
+MAINTAIN_RUNS = 3
 
 KEEP = Retention()
 YEAR = timedelta(days=365)
@@ -118,6 +124,40 @@ def build_day(store: Store, rng: np.random.Generator) -> float:
     for hour in range(24):
         store.append_guest_samples(guest_minutes(first + timedelta(hours=hour), 60, rng))
     return time.perf_counter() - start
+
+
+def build_rolled(path: Path, rng: np.random.Generator) -> Store:
+    """A store with `MAINTAIN_DAYS` days of 5-minute and hourly roll-ups of every guest up to
+    the last hour, which holds 1-minute samples; rolled up once at `NOW`."""
+    store = Store(path)
+    start = NOW - timedelta(days=MAINTAIN_DAYS)
+    with store.writer() as con:
+        con.execute(
+            """
+            INSERT INTO guest_samples_5m
+            SELECT 100 + g, $start + to_minutes(5 * b), 'pve' || (g // $per_node), 5,
+                   round(random() * 0.5, 6), round(0.5 + random() * 0.5, 6),
+                   (random() * 6e10)::BIGINT, 60_000_000_000
+            FROM range($buckets) AS t(b), range($guests) AS u(g) ORDER BY b, g
+            """,
+            {
+                "start": start,
+                "per_node": GUESTS_PER_NODE,
+                "buckets": (MAINTAIN_DAYS * DAY_MINUTES - 60) // 5,
+                "guests": GUESTS,
+            },
+        )
+        con.execute(
+            """
+            INSERT INTO guest_samples_1h
+            SELECT vmid, date_trunc('hour', bucket) AS hour, arg_max(node, bucket), sum(n),
+                   round(avg(cpu_mean), 6), max(cpu_max), round(avg(mem_mean)), max(mem_max)
+            FROM guest_samples_5m GROUP BY vmid, hour ORDER BY hour, vmid
+            """
+        )
+    store.append_guest_samples(guest_minutes(NOW - timedelta(hours=1), 60, rng))
+    store.maintain(NOW)
+    return store
 
 
 # --- size projection -------------------------------------------------------------------------
@@ -274,6 +314,18 @@ def main() -> int:
         )
         print(f"  {median:8.2f} s    target < 2 s: {verdict}   ({frame.height:,} rows)")
         print(f"  runs: {', '.join(f'{t:.2f}' for t in times)} s")
+
+        start = time.perf_counter()
+        rolled_store = build_rolled(folder / "rolled.duckdb", rng)
+        spent = time.perf_counter() - start
+        rolled_store.append_guest_samples(guest_snapshot(NOW, rng))
+        median, times, _ = timed(lambda: rolled_store.maintain(NOW), MAINTAIN_RUNS)
+        rows_5m = GUESTS * MAINTAIN_DAYS * DAY_MINUTES // 5
+        print(
+            f"\nmaintain with {MAINTAIN_DAYS} days of 5-minute roll-ups ({rows_5m:,} rows) and "
+            f"1 h of raw samples (built in {spent:.1f} s; median of {MAINTAIN_RUNS})"
+        )
+        print(f"  {median:8.2f} s    runs: {', '.join(f'{t:.2f}' for t in times)} s")
 
         start = time.perf_counter()
         projection = project_size(folder, rng)

@@ -303,6 +303,20 @@ def test_a_kept_bucket_is_recomputed_and_an_expired_one_is_frozen(maintained: St
     assert count(maintained.path, "node_samples") == 1473  # the late old sample expired again
 
 
+def test_only_hourly_buckets_from_the_oldest_raw_hour_on_are_recomputed(
+    maintained: Store,
+) -> None:
+    # raw rows start at 02-28 00:00: the 5-minute rows of 02-27 can no longer change, so its
+    # hourly bucket is not read again; 02-28's is recomputed from its 5-minute rows
+    older, newer = datetime(2026, 2, 27, 13), datetime(2026, 2, 28, 13)
+    with maintained.writer() as con:
+        con.execute("UPDATE node_samples_1h SET n = 999 WHERE bucket IN (?, ?)", [older, newer])
+    maintained.maintain(NOW, KEEP)
+    hourly = maintained.node_window(older, newer + timedelta(hours=1), resolution="1h")
+    n = dict(zip(hourly["bucket"], hourly["n"], strict=True))
+    assert (n[older], n[newer]) == (999, 60)
+
+
 def test_retention_must_shrink_from_hourly_to_raw() -> None:
     with pytest.raises(ValueError, match="raw <= five_min <= hourly"):
         Retention(raw=timedelta(days=30), five_min=timedelta(days=7))
