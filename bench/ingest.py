@@ -1,25 +1,28 @@
-"""Benchmark of one steady-state ingest cycle: gateway inventory + DuckDB append of the samples.
+"""Benchmark of one steady-state ingest cycle: `tasks.ingest.collect`, inventory to DuckDB.
 
 Run with `.venv/bin/python bench/ingest.py` (or `make bench-ingest`). For clusters of 100, 1,000
-and 5,000 guests (the simulator's `large:NODESxGUESTS` scenarios, about 50 guests per node) it
-runs one warm-up cycle and then several measured cycles. Before each cycle the paused simulated
-clock moves on a minute, so every cycle reads fresh figures (no response cache), as a scheduled
-ingest would. A cycle is what the ingest flow does each time:
+and 5,000 guests (the simulator's large scenarios, about 50 guests per node) it runs one warm-up
+cycle, which also reads and caches every guest's config, and then several measured cycles.
+Before each cycle the paused simulated clock moves on a minute, so every cycle reads fresh
+figures (no response cache), as a scheduled ingest would. A cycle is what the ingest flow runs
+each time, `tasks.ingest.collect`:
 
-1. `Gateway.inventory()` over verified TLS (proxmoxer, token auth);
-2. `Store.append_node_samples` and `Store.append_guest_samples` into a DuckDB file in a
-   temporary directory (removed at the end).
+1. the cached guest configs read from the store, then `Gateway.inventory()` over verified TLS
+   (proxmoxer, token auth);
+2. node and guest samples, rules seen and refreshed configs written to a DuckDB file in a
+   temporary directory (removed at the end), without the cross-process Prefect writer slot.
 
 It prints, per size, the API calls one cycle makes (counted by the simulator's `/_sim/requests`
-and by the gateway) and the median wall time of the inventory, the store write and the whole
-cycle. Targets: the same number of calls at every size; under 2 s per cycle at 5,000 guests,
-DuckDB write included. Client and simulator share this process (and the GIL), so the times
-include the simulated server's work. Then the machine it ran on, with the load average.
+and by the gateway), the sample rows it writes and the median wall time of a cycle. Targets:
+the same number of calls at every size; under 2 s per cycle at 5,000 guests, DuckDB write
+included. Client and simulator share this process (and the GIL), so the times include the
+simulated server's work. Then the machine it ran on, with the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -39,17 +42,14 @@ import requests  # noqa: E402
 
 from analytics.store import Store  # noqa: E402
 from bench.machine import print_machine  # noqa: E402
-from pvesim import SimConfig, Simulator  # noqa: E402
+from bench.pvesim import nodes_for, start_sim  # noqa: E402
+from pvesim import Simulator  # noqa: E402
+from tasks.ingest import collect  # noqa: E402
 from tasks.pve import Gateway, PveEndpoint  # noqa: E402
 
 SIZES = (100, 1_000, 5_000)
 CYCLES = 5
 TARGET_GUESTS, TARGET_SECONDS = 5_000, 2.0
-
-
-def nodes_for(guests: int) -> int:
-    """About 50 guests per node, at least 4 (100 -> 4, 1,000 -> 20, 5,000 -> 100)."""
-    return max(4, guests // 50)
 
 
 class SimControl:
@@ -79,17 +79,13 @@ class Result:
     nodes: int
     calls: int  # API calls per cycle, as the simulator counted them
     gateway_calls: int  # the same, as the gateway counted them
-    inventory_s: float
-    store_s: float
     cycle_s: float
-    rows: int  # sample rows appended per cycle
+    rows: int  # sample rows written per cycle
 
 
 def measure(guests: int, cycles: int, workdir: Path) -> Result:
     nodes = nodes_for(guests)
-    sim = Simulator(
-        SimConfig(scenario=f"large:{nodes}x{guests}", speed=0.0, auth_failure_delay=0.0)
-    ).start()
+    sim = start_sim(nodes, guests, speed=0.0)
     try:
         control = SimControl(sim)
         endpoint = PveEndpoint(
@@ -103,29 +99,23 @@ def measure(guests: int, cycles: int, workdir: Path) -> Result:
         gateway = Gateway.connect(endpoint)
         store = Store(workdir / f"ingest-{guests}.duckdb")
         store.migrate()
-        inventory_s: list[float] = []
-        store_s: list[float] = []
+        # the warm-up reads every guest's config; after it, no config is due for hours
+        collect(gateway, store, max_reads=guests, slot=contextlib.nullcontext)
         cycle_s: list[float] = []
         calls: set[int] = set()
         gateway_calls: set[int] = set()
         rows = 0
-        for i in range(cycles + 1):  # the first cycle warms up and is not counted
+        for _ in range(cycles):
             control.call("POST", "clock", advance=60)
             control.call("DELETE", "requests")
-            before = gateway.calls
             t0 = time.perf_counter()
-            inv = gateway.inventory()
-            t1 = time.perf_counter()
-            rows = store.append_node_samples(inv.node_samples)
-            rows += store.append_guest_samples(inv.guest_samples)
-            t2 = time.perf_counter()
-            if i == 0:
-                continue
-            inventory_s.append(t1 - t0)
-            store_s.append(t2 - t1)
-            cycle_s.append(t2 - t0)
+            result = collect(gateway, store, slot=contextlib.nullcontext)
+            cycle_s.append(time.perf_counter() - t0)
+            if result.configs_read:
+                raise SystemExit(f"{guests} guests: {result.configs_read} configs read again")
+            rows = result.node_rows + result.guest_rows
             calls.add(int(control.call("GET", "requests")["total"]))
-            gateway_calls.add(gateway.calls - before)
+            gateway_calls.add(result.calls)
         if len(calls) != 1 or calls != gateway_calls:
             raise SystemExit(f"{guests} guests: calls per cycle varied: {calls} / {gateway_calls}")
         return Result(
@@ -133,8 +123,6 @@ def measure(guests: int, cycles: int, workdir: Path) -> Result:
             nodes=nodes,
             calls=calls.pop(),
             gateway_calls=gateway_calls.pop(),
-            inventory_s=statistics.median(inventory_s),
-            store_s=statistics.median(store_s),
             cycle_s=statistics.median(cycle_s),
             rows=rows,
         )
@@ -151,16 +139,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="proxflow-bench-ingest-") as tmp:
         for guests in args.sizes:
             results.append(measure(guests, args.cycles, Path(tmp)))
-    print(f"One ingest cycle (inventory + DuckDB append), median of {args.cycles} cycles")
-    print(
-        f"  {'guests':>7} {'nodes':>6} {'calls':>6} {'rows':>6} "
-        f"{'inventory':>10} {'store':>8} {'cycle':>8}"
-    )
+    print(f"One ingest cycle (tasks.ingest.collect), median of {args.cycles} cycles")
+    print(f"  {'guests':>7} {'nodes':>6} {'calls':>6} {'rows':>6} {'cycle':>8}")
     for r in results:
-        print(
-            f"  {r.guests:>7,} {r.nodes:>6} {r.calls:>6} {r.rows:>6,} "
-            f"{r.inventory_s * 1000:>8.0f}ms {r.store_s * 1000:>6.0f}ms {r.cycle_s * 1000:>6.0f}ms"
-        )
+        print(f"  {r.guests:>7,} {r.nodes:>6} {r.calls:>6} {r.rows:>6,} {r.cycle_s * 1000:>6.0f}ms")
     constant = len({r.calls for r in results}) == 1
     print(f"  calls per cycle constant in the number of guests: {'yes' if constant else 'NO'}")
     for r in results:

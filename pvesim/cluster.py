@@ -1,4 +1,4 @@
-"""Mutable state of the simulated cluster: nodes, guests, HA, pools, tasks, faults.
+"""Mutable state of the simulated cluster: nodes, guests, HA, pools, tasks, faults, request counts.
 
 One re-entrant lock guards it all; every API call first lets the scheduler catch up with the
 virtual clock, so state is always as of "now" in simulated time.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +114,26 @@ class Faults:
     offline_delay: float = 0.0
 
 
+class RequestCounter:
+    """API requests per "METHOD /route/template", so a client's call budget can be measured."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, method: str, template: str) -> None:
+        with self._lock:
+            self._counts[f"{method} {template}"] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._counts.items()))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
 class Cluster:
     def __init__(
         self,
@@ -129,6 +150,7 @@ class Cluster:
         self.events = EventLog()
         self.tasks = TaskRegistry()
         self.faults = Faults()
+        self.requests = RequestCounter()  # PVE API requests only, read through /_sim/requests
         self.state_version = 0
         self.migration_windows: list[MigrationWindow] = []
         self.response_cache: dict[tuple[Any, ...], bytes] = {}

@@ -25,7 +25,6 @@ from pvesim.api.routing import (
     Identity,
     Reply,
     Request,
-    RequestCounter,
     Route,
     Router,
     bind_params,
@@ -57,7 +56,6 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.tls = tls
         self.fault_rng = random.Random(seed)
         self.fault_lock = threading.Lock()
-        self.counter = RequestCounter()  # PVE API requests only, read through /_sim/requests
         super().__init__(address, SimRequestHandler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -128,12 +126,10 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         try:
             path, params, json_body = self._params()
             if path.startswith("/_sim/"):
-                payload = self._handle(
-                    control_router, method, path, params, json_body, faults=False
-                )
+                payload = self._handle(control_router, method, path, params, json_body, api=False)
             elif path.startswith(API_PREFIX + "/") or path == API_PREFIX:
                 sub = path[len(API_PREFIX) :] or "/"
-                payload = self._handle(pve_router, method, sub, params, json_body, faults=True)
+                payload = self._handle(pve_router, method, sub, params, json_body, api=True)
             elif path.startswith("/api2/"):
                 raise ApiError(501, "no such uri")  # a format other than json, or none
             else:
@@ -153,13 +149,14 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         path: str,
         params: dict[str, Any],
         json_body: bool,
-        faults: bool,
+        api: bool,
     ) -> bytes:
+        """One call; `api`: a PVE API call, counted and open to faults (control calls are not)."""
         srv = self.server
         cluster = srv.cluster
         route, bound = router.match(method, path, cluster.version)
-        if router is pve_router:  # the control API is not counted
-            srv.counter.add(method, route.template)
+        if api:
+            cluster.requests.add(method, route.template)
         identity = None
         if not route.public:
             try:
@@ -173,7 +170,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 if err.status == 401 and srv.auth.failure_delay:
                     time.sleep(srv.auth.failure_delay)
                 raise
-        if faults:
+        if api:
             self._inject_faults(path)
         values = bind_params(route, cluster.version, bound, params, json_body)
         with cluster.lock:
@@ -187,7 +184,6 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 method=method,
                 path=path,
                 login=srv.auth.login,
-                counter=srv.counter,
             )
             if route.privilege is not None:
                 priv, acl = route.privilege

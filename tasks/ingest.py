@@ -18,9 +18,11 @@ from datetime import datetime
 import polars as pl
 
 from analytics import Store
+from tasks.limits import store_slot
 from tasks.pve import Gateway, GuestConfig, Inventory
+from tasks.pve.backfill import TIMEFRAMES, check_timeframe
 from tasks.pve.inventory import with_configs
-from tasks.records import write_many
+from tasks.records import Slot, write_many
 
 REFRESH_SECONDS = 6 * 3600.0
 MAX_READS = 500
@@ -85,8 +87,12 @@ def collect(
     refresh: float = REFRESH_SECONDS,
     max_reads: int = MAX_READS,
     progress: Callable[[int, int], None] | None = None,
+    slot: Slot = store_slot,
 ) -> IngestResult:
-    """Read the cluster, refresh stale guest facts, append everything to the store."""
+    """Read the cluster, refresh stale guest facts, append everything to the store.
+
+    `slot` guards the store write (see `tasks.records.write_many`).
+    """
     calls_before = gateway.calls
     configs, checked = cached_configs(store)
     inventory = gateway.inventory(configs=configs)
@@ -94,7 +100,7 @@ def collect(
         (g for g in inventory.guests if inventory.taken_at - checked.get(g.vmid, 0.0) > refresh),
         key=lambda g: (checked.get(g.vmid, 0.0), g.vmid),
     )[:max_reads]
-    fresh = gateway.guest_configs(due, progress=progress) if due else {}
+    fresh = gateway.guest_configs(inventory, due, progress=progress) if due else {}
     if fresh:
         configs.update(fresh)
         inventory = dataclasses.replace(inventory, guests=with_configs(inventory.guests, configs))
@@ -106,6 +112,7 @@ def collect(
             ("rules_seen", inventory.rules_seen, False),
             ("guest_config", config_frame(fresh, inventory), True),
         ],
+        slot=slot,
     )
     return IngestResult(
         inventory,
@@ -122,29 +129,30 @@ def needs_backfill(store: Store) -> bool:
     return int(frame["n"][0]) == 0
 
 
-TIMEFRAMES = ("hour", "day", "week")  # finest first: PVE keeps coarser points further back
-
-
 def backfill(
     gateway: Gateway,
     store: Store,
     timeframe: str,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    slot: Slot = store_slot,
 ) -> tuple[int, int]:
     """History from PVE's RRD files, as fine as PVE keeps it for each stretch of time.
 
-    Every timeframe up to the requested one is read, finest first; a coarser one only adds the
-    time before the finer one begins (at 30-minute resolution for a week, for instance), so
-    recent history keeps PVE's finest resolution.
+    Every timeframe up to the requested one is read, finest first, for the guests of one
+    inventory; a coarser one only adds the time before the finer one begins (at 30-minute
+    resolution for a week, for instance), so recent history keeps PVE's finest resolution.
+    `progress(done, total)` counts the series of all timeframes together.
     """
-    if timeframe not in TIMEFRAMES:
-        raise ValueError(
-            f"backfill: timeframe must be one of {', '.join(TIMEFRAMES)}, got {timeframe!r}"
-        )
+    check_timeframe(timeframe)
+    frames = TIMEFRAMES[: TIMEFRAMES.index(timeframe) + 1]
+    inventory = gateway.inventory()
     nodes: list[pl.DataFrame] = []
     guests: list[pl.DataFrame] = []
-    for frame in TIMEFRAMES[: TIMEFRAMES.index(timeframe) + 1]:
-        n, g = gateway.backfill(frame, progress=progress)
+    for i, frame in enumerate(frames):
+        # every timeframe reads the same series, so the whole backfill is len(frames) times one
+        step = None if progress is None else _offset(progress, i, len(frames))
+        n, g = gateway.backfill(inventory, frame, progress=step)
         if nodes:
             n = n.filter(pl.col("ts") < min(f["ts"].min() for f in nodes))  # type: ignore[type-var]
         if guests:
@@ -157,5 +165,13 @@ def backfill(
             ("node_samples", pl.concat(nodes, how="vertical_relaxed"), False),
             ("guest_samples", pl.concat(guests, how="vertical_relaxed"), False),
         ],
+        slot=slot,
     )
     return node_rows, guest_rows
+
+
+def _offset(
+    progress: Callable[[int, int], None], part: int, parts: int
+) -> Callable[[int, int], None]:
+    """Progress of one of `parts` equal parts, reported as progress of the whole."""
+    return lambda done, total: progress(part * total + done, parts * total)

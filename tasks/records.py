@@ -7,6 +7,8 @@ flow runs queue in Prefect instead of spinning against the file lock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 
 import polars as pl
@@ -19,11 +21,20 @@ def write(store: Store, table: str, frame: pl.DataFrame, *, upsert: bool = False
     return write_many(store, [(table, frame, upsert)])[0]
 
 
-def write_many(store: Store, batches: list[tuple[str, pl.DataFrame, bool]]) -> list[int]:
-    """Write several frames while holding the writer slot once: `(table, frame, upsert)`."""
+Slot = Callable[[], AbstractContextManager[object]]
+
+
+def write_many(
+    store: Store, batches: list[tuple[str, pl.DataFrame, bool]], *, slot: Slot = store_slot
+) -> list[int]:
+    """Write several frames while holding the writer slot once: `(table, frame, upsert)`.
+
+    `slot` makes that slot: the cross-process Prefect one, or e.g. `contextlib.nullcontext`
+    where a single process writes (benchmarks, tests).
+    """
     if all(frame.is_empty() for _, frame, _ in batches):
         return [0] * len(batches)
-    with store_slot():
+    with slot():
         return [
             (store.upsert(t, f) if up else store.append(t, f)) if not f.is_empty() else 0
             for t, f, up in batches

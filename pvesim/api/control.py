@@ -194,12 +194,10 @@ def set_clock(req: Request) -> dict[str, float]:
 @control.add("GET", "/_sim/requests")
 def requests_made(req: Request) -> dict[str, Any]:
     """PVE API requests served since start or the last reset (control calls not counted)."""
-    assert req.counter is not None
-    counts = req.counter.snapshot()
+    counts = req.cluster.requests.snapshot()
     return {"total": sum(counts.values()), "routes": counts}
 
 
 @control.add("DELETE", "/_sim/requests")
 def reset_requests(req: Request) -> None:
-    assert req.counter is not None
-    req.counter.reset()
+    req.cluster.requests.reset()

@@ -6,8 +6,6 @@ checks and calls. A path that matches no route answers 501 as PVE does.
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,26 +27,6 @@ class Identity:
         return self.user.partition("!")[0]
 
 
-class RequestCounter:
-    """API requests per "METHOD /route/template", so a client's call budget can be measured."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-
-    def add(self, method: str, template: str) -> None:
-        with self._lock:
-            self._counts[f"{method} {template}"] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(sorted(self._counts.items()))
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
-
 @dataclass
 class Request:
     cluster: Cluster
@@ -58,7 +36,6 @@ class Request:
     method: str
     path: str
     login: Callable[[str, str, str | None], dict[str, Any]] | None = None
-    counter: RequestCounter | None = None
 
     def require(self, privilege: str, acl_path: str) -> None:
         if privilege not in self.identity.privileges:

@@ -3,7 +3,7 @@
     gateway = Gateway.connect(PveEndpoint(host=..., token_name=..., token_value=...))
     gateway.check_privileges()                  # PrivilegeError names what is missing
     inv = gateway.inventory(cached_configs)     # a constant few calls at any cluster size
-    fresh = gateway.guest_configs(new_guests)   # per guest, bounded concurrency: cache these
+    fresh = gateway.guest_configs(inv, new)     # per guest, bounded concurrency: cache these
     upid = gateway.start_migration(move)        # quorum checked; never started twice
     outcome = gateway.wait_task(upid, timeout=600)
     landed = gateway.verify(move.vmid, move.target)

@@ -8,23 +8,22 @@ counters `/cluster/resources` reports, so backfilled rows leave those columns em
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
 from typing import Any
 
 import polars as pl
 
 from engine.model import Guest, Node
-from tasks.pve.errors import PveError
 from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA, frame
-from tasks.pve.transport import Transport
+from tasks.pve.transport import Transport, fan_out
 
-log = logging.getLogger("proxflow.pve")
-# requests keeps 10 connections per host; more threads would open and drop extra ones
-MAX_WORKERS = 10
-TIMEFRAMES = ("hour", "day", "week", "month", "year")
+TIMEFRAMES = ("hour", "day", "week", "month", "year")  # finest first, as PVE's RRD keeps them
+
+
+def check_timeframe(timeframe: str) -> None:
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
 
 
 def _num(point: dict[str, Any], key: str) -> float | None:
@@ -93,8 +92,7 @@ def read_history(
     workers: int = 4,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    if timeframe not in TIMEFRAMES:
-        raise ValueError(f"timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
+    check_timeframe(timeframe)
     params = {"timeframe": timeframe, "cf": "AVERAGE"}
 
     def node_job(n: Node) -> list[tuple[Any, ...]]:
@@ -104,34 +102,19 @@ def read_history(
         path = f"nodes/{g.node}/{g.kind.value}/{g.vmid}/rrddata"
         return guest_rows(g, api.get(path, **params))
 
-    jobs: list[tuple[str, Callable[[], list[tuple[Any, ...]]]]] = [
-        (f"node {n.name}", partial(node_job, n)) for n in nodes
-    ]
-    jobs += [(f"guest {g.vmid}", partial(guest_job, g)) for g in guests if not g.template]
-    node_out: list[tuple[Any, ...]] = []
-    guest_out: list[tuple[Any, ...]] = []
-    failed: list[str] = []
-    with ThreadPoolExecutor(
-        max_workers=max(1, min(workers, MAX_WORKERS)), thread_name_prefix="pve-rrd"
-    ) as pool:
-        futures = {pool.submit(job): label for label, job in jobs}
-        for done, future in enumerate(as_completed(futures), start=1):
-            label = futures[future]
-            try:
-                rows = future.result()
-            except PveError as exc:
-                failed.append(f"{label} ({exc.message})")
-            else:
-                (node_out if label.startswith("node") else guest_out).extend(rows)
-            if progress is not None:
-                progress(done, len(jobs))
-    if failed:
-        log.warning(
-            "no history for %d of %d series: %s",
-            len(failed),
-            len(jobs),
-            "; ".join(failed[:10]) + (" ..." if len(failed) > 10 else ""),
-        )
+    jobs: dict[str, Callable[[], list[tuple[Any, ...]]]] = {
+        f"node {n.name}": partial(node_job, n) for n in nodes
+    }
+    jobs |= {f"guest {g.vmid}": partial(guest_job, g) for g in guests if not g.template}
+    done = fan_out(
+        jobs,
+        workers=workers,
+        thread_name="pve-rrd",
+        failure="no history for {failed} of {total} series",
+        progress=progress,
+    )
+    node_out = [row for label, rows in done.items() if label.startswith("node") for row in rows]
+    guest_out = [row for label, rows in done.items() if label.startswith("guest") for row in rows]
     return (
         frame(node_out, NODE_SCHEMA).sort("node", "ts"),
         frame(guest_out, GUEST_SCHEMA).sort("vmid", "ts"),

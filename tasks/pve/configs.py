@@ -14,20 +14,14 @@ floods pveproxy nor takes minutes.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from typing import Any
 
 from engine.model import Guest, GuestKind
-from tasks.pve.errors import PveError
 from tasks.pve.inventory import GuestConfig
-from tasks.pve.transport import Transport
-
-log = logging.getLogger("proxflow.pve")
-# requests keeps 10 connections per host; more threads would open and drop extra ones
-MAX_WORKERS = 10
+from tasks.pve.transport import Transport, fan_out
 
 _SIZE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?)([KMGT]?)(?:,|$)")
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -89,24 +83,10 @@ def read_configs(
             return from_qemu_precondition(g.vmid, api.get(f"{base}/migrate"))
         return from_lxc_config(g.vmid, api.get(f"{base}/config"), shared)
 
-    out: dict[int, GuestConfig] = {}
-    failed: list[str] = []
-    with ThreadPoolExecutor(
-        max_workers=max(1, min(workers, MAX_WORKERS)), thread_name_prefix="pve-config"
-    ) as pool:
-        futures = {pool.submit(one, g): g for g in wanted}
-        for done, future in enumerate(as_completed(futures), start=1):
-            g = futures[future]
-            try:
-                out[g.vmid] = future.result()
-            except PveError as exc:
-                failed.append(f"{g.vmid} ({exc.message})")
-            if progress is not None:
-                progress(done, len(wanted))
-    if failed:
-        log.warning(
-            "could not read the configuration of %d guest(s), left for the next cycle: %s",
-            len(failed),
-            "; ".join(failed[:10]) + (" ..." if len(failed) > 10 else ""),
-        )
-    return out
+    return fan_out(
+        {g.vmid: partial(one, g) for g in wanted},
+        workers=workers,
+        thread_name="pve-config",
+        failure="could not read the configuration of {failed} guest(s), left for the next cycle",
+        progress=progress,
+    )

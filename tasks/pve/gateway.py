@@ -40,8 +40,6 @@ class Gateway:
         self._endpoint = endpoint
         self._release: str | None = None
         self._time_node: str | None = None
-        self._shared: frozenset[str] | None = None
-        self._offline: frozenset[str] = frozenset()  # as of the last inventory
 
     @classmethod
     def connect(cls, endpoint: PveEndpoint, retry: RetryPolicy | None = None) -> Gateway:
@@ -154,8 +152,6 @@ class Gateway:
         taken_at = self._time(online)
         ts = int(taken_at)
         parsed = resources.parse(entries, ts, maintenance)
-        self._shared = frozenset(parsed.shared_storages)
-        self._offline = frozenset(n.name for n in parsed.nodes if not n.online)
         return Inventory(
             taken_at=taken_at,
             nodes=tuple(parsed.nodes),
@@ -167,11 +163,11 @@ class Gateway:
             rules_seen=frame(found.seen_rows(ts), RULES_SCHEMA),
             problems=tuple(parsed.problems + found.problems),
             shared_storages=frozenset(parsed.shared_storages),
-            local_storages=frozenset(parsed.local_storages),
         )
 
     def guest_configs(
         self,
+        inventory: Inventory,
         guests: Iterable[Guest],
         *,
         workers: int = 4,
@@ -179,41 +175,40 @@ class Gateway:
     ) -> dict[int, GuestConfig]:
         """Local devices and disks of `guests`, `workers` reads in flight at most.
 
-        Guests on a node the last inventory saw offline are left out without a call: each would
-        wait for pveproxy's 595 (up to 30 s) and its retries. A guest missing from the answer
-        is one to ask about again next cycle.
+        `inventory` says which storages are shared and which nodes are offline. Guests on an
+        offline node are left out without a call: each would wait for pveproxy's 595 (up to
+        30 s) and its retries. A guest missing from the answer is one to ask about again next
+        cycle.
         """
+        offline = inventory.offline_nodes
         guests = list(guests)
-        skipped = [g.vmid for g in guests if g.node in self._offline]
+        skipped = [g.vmid for g in guests if g.node in offline]
         if skipped:
             log.info("configs of %d guest(s) on offline nodes left for later", len(skipped))
-            guests = [g for g in guests if g.node not in self._offline]
-        if self._shared is None:
-            storages = self._api.get("cluster/resources", type="storage")
-            self._shared = frozenset(
-                str(s["storage"]) for s in storages if isinstance(s, dict) and s.get("shared")
-            )
+            guests = [g for g in guests if g.node not in offline]
         return configs.read_configs(
-            self._api, guests, self._shared, workers=workers, progress=progress
+            self._api, guests, inventory.shared_storages, workers=workers, progress=progress
         )
 
     def backfill(
         self,
+        inventory: Inventory,
         timeframe: str = "day",
         *,
         workers: int = 4,
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Node and guest samples from PVE's RRD history; guests' node as of now.
+        """Node and guest samples of `inventory`'s nodes and guests from PVE's RRD history.
 
         Node history is kept by the whole cluster, so offline nodes have it too; a guest's is
         read on its node, so guests on offline nodes are left out (their calls would only 595).
         """
-        now = self.inventory()
+        backfill.check_timeframe(timeframe)
+        offline = inventory.offline_nodes
         return backfill.read_history(
             self._api,
-            now.nodes,
-            [g for g in now.guests if g.node not in self._offline],
+            inventory.nodes,
+            [g for g in inventory.guests if g.node not in offline],
             timeframe,
             workers=workers,
             progress=progress,

@@ -75,7 +75,6 @@ class Inventory:
     rules_seen: pl.DataFrame = field(repr=False)
     problems: tuple[str, ...] = ()
     shared_storages: frozenset[str] = frozenset()
-    local_storages: frozenset[str] = frozenset()
 
     def snapshot(
         self, forecasts: Iterable[Forecast] = (), history: Iterable[MigrationRecord] = ()
@@ -89,6 +88,10 @@ class Inventory:
             history=tuple(history),
             now=self.taken_at,
         )
+
+    @property
+    def offline_nodes(self) -> frozenset[str]:
+        return frozenset(n.name for n in self.nodes if not n.online)
 
     def guest(self, vmid: int) -> Guest | None:
         return next((g for g in self.guests if g.vmid == vmid), None)

@@ -67,7 +67,6 @@ class Parsed:
     nodes: list[Node] = field(default_factory=list)
     guests: list[Guest] = field(default_factory=list)
     shared_storages: set[str] = field(default_factory=set)
-    local_storages: set[str] = field(default_factory=set)
     node_rows: list[tuple[Any, ...]] = field(default_factory=list)
     guest_rows: list[tuple[Any, ...]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -96,13 +95,12 @@ def parse(entries: Iterable[Any], ts: int, maintenance: set[str]) -> Parsed:
             _guest(entry, ts, out)
         elif kind == "storage":
             name = entry.get("storage")
-            if isinstance(name, str):
-                (out.shared_storages if entry.get("shared") else out.local_storages).add(name)
+            if isinstance(name, str) and entry.get("shared"):
+                out.shared_storages.add(name)
         elif kind not in IGNORED_TYPES:
             out.problems.append(
                 f"cluster/resources: entry {entry.get('id')!r} has unknown type {kind!r}, skipped"
             )
-    out.local_storages -= out.shared_storages
     names = {n.name for n in out.nodes}
     for g in [g for g in out.guests if g.node not in names]:
         out.problems.append(f"guest {g.vmid}: node {g.node!r} is not a known node, skipped")

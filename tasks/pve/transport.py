@@ -1,7 +1,8 @@
 """proxmoxer underneath: one session, every call counted, every failure a `PveError`.
 
 Reads are retried on transient failures; writes never are here, because a retried POST could
-start a second migration (the caller decides, knowing what the write does).
+start a second migration (the caller decides, knowing what the write does). Per-guest reads
+run through `fan_out`, a pool with a bounded number of calls in flight.
 """
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from typing import Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, TypeVar
 
 import urllib3
 from proxmoxer import ProxmoxAPI
 
 from tasks.pve.endpoint import PveEndpoint
-from tasks.pve.errors import classify
+from tasks.pve.errors import PveError, classify
 from tasks.pve.retry import RetryPolicy
 
 log = logging.getLogger("proxflow.pve")
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 def open_api(endpoint: PveEndpoint) -> ProxmoxAPI:
@@ -90,3 +95,43 @@ class Transport:
             return self._api(path).post(**data)
         except Exception as exc:
             raise classify(exc, f"POST /{path}", self.who) from None
+
+
+# requests keeps 10 connections per host; more threads would open and drop extra ones
+MAX_WORKERS = 10
+
+
+def fan_out(
+    jobs: Mapping[K, Callable[[], T]],
+    *,
+    workers: int,
+    thread_name: str,
+    failure: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[K, T]:
+    """Run `jobs` with at most `workers` in flight; a job failing with a `PveError` is left out.
+
+    `progress(done, total)` hears each finished job; the failures are logged once, as the
+    `failure` template (with `{failed}` and `{total}`) followed by the first ten of them.
+    """
+    out: dict[K, T] = {}
+    failed: list[str] = []
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(workers, MAX_WORKERS)), thread_name_prefix=thread_name
+    ) as pool:
+        futures = {pool.submit(job): key for key, job in jobs.items()}
+        for done, future in enumerate(as_completed(futures), start=1):
+            key = futures[future]
+            try:
+                out[key] = future.result()
+            except PveError as exc:
+                failed.append(f"{key} ({exc.message})")
+            if progress is not None:
+                progress(done, len(jobs))
+    if failed:
+        log.warning(
+            "%s: %s",
+            failure.format(failed=len(failed), total=len(jobs)),
+            "; ".join(failed[:10]) + (" ..." if len(failed) > 10 else ""),
+        )
+    return out

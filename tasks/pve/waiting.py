@@ -95,7 +95,6 @@ def wait(
     now: Callable[[], float],
     hastate: Callable[[int], str | None],
     on_progress: Callable[[str, str], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> TaskOutcome:
     """Poll until the task (and any migration it led to) ends, or `timeout` seconds pass."""
     first = parse_upid(upid)
@@ -161,4 +160,4 @@ def wait(
                 finished=None,
                 detail=f"{state} after {timeout:g} s",
             )
-        sleep(poll)
+        time.sleep(poll)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from engine import (
     ResourceAffinityRule,
 )
 from pvesim import Simulator
-from tasks.ingest import config_frame
+from tasks.ingest import collect
 from tests.tasks.pve.support import connect
 
 GIB = 1024**3
@@ -84,14 +85,9 @@ def test_what_an_ingest_of_the_simulator_writes_comes_back_as_the_cluster_it_saw
     make_sim: Callable[..., Simulator], tmp_path: Path
 ) -> None:
     gateway = connect(make_sim("small"))
-    configs = gateway.guest_configs(gateway.inventory().guests)
-    seen = gateway.inventory(configs)
     store = Store(tmp_path / "history.duckdb")
-    # the frames `tasks.ingest.collect` writes, without its cross-run writer slot
-    store.append("node_samples", seen.node_samples)
-    store.append("guest_samples", seen.guest_samples)
-    store.append("rules_seen", seen.rules_seen)
-    store.upsert("guest_config", config_frame(configs, seen))
+    # a single writer here: no need for the cross-run writer slot
+    seen = collect(gateway, store, slot=contextlib.nullcontext).inventory
 
     snap = snapshot_from_store(store)
 

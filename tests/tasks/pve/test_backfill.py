@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import pytest
 
+from analytics import Store
 from engine.model import Guest
+from tasks import ingest
 from tasks.pve.backfill import guest_rows
 from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA
 from tests.conftest import Control
@@ -15,8 +20,9 @@ START = 1_795_000_000  # the small scenario's simulated epoch
 
 def test_an_hour_of_history_comes_back_in_the_store_s_columns(sim, control: Control):
     gateway = connect(sim)
+    inv = gateway.inventory()
     control.delete("requests")
-    nodes, guests = gateway.backfill("hour", workers=3)
+    nodes, guests = gateway.backfill(inv, "hour", workers=3)
     assert nodes.schema == NODE_SCHEMA and guests.schema == GUEST_SCHEMA
     assert sorted(set(nodes["node"])) == ["pve1", "pve2", "pve3"]
     assert nodes["ts"].min() >= START - 3600 and nodes["ts"].max() <= START
@@ -31,7 +37,8 @@ def test_an_hour_of_history_comes_back_in_the_store_s_columns(sim, control: Cont
 
 
 def test_guest_cpu_is_kept_as_pve_s_fraction_of_the_guest_s_vcpus(sim):
-    _, guests = connect(sim).backfill("hour")
+    gateway = connect(sim)
+    _, guests = gateway.backfill(gateway.inventory(), "hour")
     web = guests.filter(vmid=100)
     assert web["cpus"].unique().to_list() == [2.0]
     assert 0 < web["cpu"].mean() < 1
@@ -43,16 +50,50 @@ def test_points_without_a_cpu_value_are_omitted():
     assert [r[1] for r in rows] == [60]
 
 
-def test_an_unknown_timeframe_is_refused_naming_the_allowed_ones(sim):
+def test_an_unknown_timeframe_is_refused_naming_the_allowed_ones_before_any_call(sim):
+    gateway = connect(sim)
+    inv = gateway.inventory()
+    before = gateway.calls
     with pytest.raises(ValueError, match="timeframe 'fortnight' is not one of hour, day, week"):
-        connect(sim).backfill("fortnight")
+        gateway.backfill(inv, "fortnight")
+    assert gateway.calls == before
 
 
 def test_history_of_guests_on_an_offline_node_is_skipped_without_calls(sim, control: Control):
     gateway = connect(sim)
     control.post("nodes/pve2/offline")
+    inv = gateway.inventory()
     control.delete("requests")
-    nodes, guests = gateway.backfill("hour")
+    nodes, guests = gateway.backfill(inv, "hour")
     assert requests_made(control)["GET /nodes/{node}/qemu/{vmid}/rrddata"] == 5  # 102, 103 out
     assert 102 not in set(guests["vmid"]) and 100 in set(guests["vmid"])
     assert "pve2" in set(nodes["node"])  # node rrddata is not proxied: the cluster still has it
+
+
+# -- the ingest task's backfill: every timeframe up to the one asked for -------------------------
+
+
+def test_a_backfill_of_several_timeframes_reads_one_inventory_and_reports_one_progress(
+    sim, control: Control, tmp_path: Path
+):
+    gateway = connect(sim)
+    store = Store(tmp_path / "history.duckdb")
+    control.delete("requests")
+    seen: list[tuple[int, int]] = []
+    nodes, guests = ingest.backfill(
+        gateway, store, "week", lambda d, t: seen.append((d, t)), slot=contextlib.nullcontext
+    )
+    made = requests_made(control)
+    assert made["GET /cluster/resources"] == 1
+    assert made["GET /nodes/{node}/rrddata"] == 3 * 3  # hour, day and week of three nodes
+    series = 3 * (3 + 9)  # three timeframes of 3 nodes and 9 guests
+    assert seen == [(i, series) for i in range(1, series + 1)]
+    assert nodes > 0 and guests > 0
+
+
+def test_an_unknown_backfill_timeframe_is_refused_before_the_cluster_is_read(sim, tmp_path):
+    gateway = connect(sim)
+    before = gateway.calls
+    with pytest.raises(ValueError, match="timeframe 'fortnight'"):
+        ingest.backfill(gateway, Store(tmp_path / "h.duckdb"), "fortnight")
+    assert gateway.calls == before

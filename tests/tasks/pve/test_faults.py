@@ -68,10 +68,10 @@ def test_an_offline_node_answers_595_and_the_rest_of_the_cluster_still_reads(sim
 
 def test_configs_of_guests_on_an_offline_node_are_left_for_later(sim, control, caplog):
     gateway = connect(sim)
-    guests = gateway.inventory().guests
+    inv = gateway.inventory()  # taken while pve2 was still up
     control.post("nodes/pve2/offline")
     with caplog.at_level(logging.WARNING, logger="proxflow.pve"):
-        configs = gateway.guest_configs(guests)
+        configs = gateway.guest_configs(inv, inv.guests)
     assert sorted(configs) == [100, 101, 104, 105, 106, 200]  # 102, 103, 201 are on pve2
     assert "could not read the configuration of 3 guest(s)" in caplog.text
 
@@ -81,7 +81,7 @@ def test_guests_on_a_node_known_to_be_offline_are_not_asked_about(sim, control: 
     control.post("nodes/pve2/offline")
     inv = gateway.inventory()
     control.delete("requests")
-    configs = gateway.guest_configs(inv.guests)
+    configs = gateway.guest_configs(inv, inv.guests)
     assert sorted(configs) == [100, 101, 104, 105, 106, 200]
     made = requests_made(control)
     assert made["GET /nodes/{node}/qemu/{vmid}/migrate"] == 5  # 100, 101, 104, 105, 106

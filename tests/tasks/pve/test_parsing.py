@@ -87,14 +87,14 @@ def test_an_offline_node_past_pve_s_rrd_expiry_has_no_capacity_and_no_sample():
     assert [r[0] for r in parsed.node_rows] == ["pve1"]
 
 
-def test_storages_are_sorted_into_shared_and_local():
+def test_shared_storages_are_named():
     entries = [
         NODE,
         {"type": "storage", "storage": "ceph", "shared": 1, "node": "pve1"},
         {"type": "storage", "storage": "local-lvm", "shared": 0, "node": "pve1"},
     ]
     parsed = parse(entries, TS, set())
-    assert (parsed.shared_storages, parsed.local_storages) == ({"ceph"}, {"local-lvm"})
+    assert parsed.shared_storages == {"ceph"}
 
 
 # -- HA rules, groups, status ------------------------------------------------------------------

@@ -25,7 +25,7 @@ def test_a_whole_working_session_logs_no_secret(sim, control: Control, caplog):
         for gateway in (connect(sim), Gateway.connect(password_endpoint(sim), FAST)):
             gateway.check_privileges()
             inv = gateway.inventory()
-            gateway.guest_configs(inv.guests[:2])
+            gateway.guest_configs(inv, inv.guests[:2])
             upid = gateway.start_migration(move(100, "qemu", "pve1", "pve2", online=True))
             control.advance(60)
             gateway.wait_task(upid, timeout=5, poll=0.01)
