@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.filters import feasible_targets, penalties
+from engine.filters import feasible_targets, fits, penalties
 from engine.plan import Reason
 from engine.planning import PlanBuilder, Unit
 
@@ -369,13 +369,10 @@ class Balancing(PlanBuilder):
             value = value - mind_a[:, None] - mind_b[None, :]
             ok = fit_a[:, None] & fit_b[None, :]
             ok &= new_t < scores[source]
-            ok &= st.mem_p90[t] + a[:, 3:4] - b[None, :, 3] <= st.mem_limit[t]
-            ok &= st.mem_p90[source] - a[:, 3:4] + b[None, :, 3] <= st.mem_limit[source]
-            ok &= st.vcpus[source] - a[:, 4:5] + b[None, :, 4] <= (
-                policy.cpu_overcommit * st.cpus[source]
-            )
-            ok &= st.vcpus[t] + a[:, 4:5] - b[None, :, 4] <= policy.cpu_overcommit * st.cpus[t]
-            ok &= st.cpu_p90[t] + a[:, 1:2] - b[None, :, 1] <= policy.max_cpu_load * st.cpus[t]
+            # both nodes must fit once the exchange is done: each gains one guest, loses one
+            shift = a[:, None, :] - b[None, :, :]  # what the target gains, the source loses
+            ok &= fits(st, policy, shift[..., 1], shift[..., 3], shift[..., 4], t)
+            ok &= fits(st, policy, -shift[..., 1], -shift[..., 3], -shift[..., 4], source)
             ok &= value > 2 * policy.margin
             if not ok.any():
                 continue
@@ -493,9 +490,7 @@ class Balancing(PlanBuilder):
 
         ok = np.tile(eligible, (len(units), 1))
         ok[:, source] = False
-        ok &= st.mem_p90 + mem90[:, None] <= st.mem_limit
-        ok &= st.vcpus + vcpu[:, None] <= self.policy.cpu_overcommit * st.cpus
-        ok &= st.cpu_p90 + cpu90[:, None] <= self.policy.max_cpu_load * st.cpus
+        ok &= fits(st, self.policy, cpu90[:, None], mem90[:, None], vcpu[:, None])
         if cooler:
             ok &= scores + delta < scores[source]
         room: dict[int, np.ndarray] = {}

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
 
-from engine.filters import penalties
+from engine.filters import caps, penalties
 from engine.model import ClusterSnapshot
 from engine.plan import Move, Plan, Reason
 from engine.planner import Planner, plan
@@ -79,13 +79,12 @@ def plan_exact(snapshot: ClusterSnapshot, policy: Policy, time_limit: float = 10
         per_node.setdefault(col.node, []).append(j)
     totals = [state.unit_totals(u.vmids) for u in units]
     for t, js in per_node.items():
-        today_mem = state.mem_p90[t]
-        today_vcpu = state.vcpus[t]
-        mem_cap = max(state.mem_limit[t], today_mem) - static.mem_p90[t]
-        vcpu_cap = max(policy.cpu_overcommit * state.cpus[t], today_vcpu) - static.vcpus[t]
+        cap = caps(state, policy, t)
+        mem_cap = max(cap.mem90, state.mem_p90[t]) - static.mem_p90[t]
+        vcpu_cap = max(cap.vcpus, state.vcpus[t]) - static.vcpus[t]
         rows.append(({j: totals[cols[j].unit][3] for j in js}, -np.inf, mem_cap))
         rows.append(({j: totals[cols[j].unit][4] for j in js}, -np.inf, vcpu_cap))
-        cpu_cap = max(policy.max_cpu_load * state.cpus[t], state.cpu_p90[t]) - static.cpu_p90[t]
+        cpu_cap = max(cap.cpu90, state.cpu_p90[t]) - static.cpu_p90[t]
         rows.append(({j: totals[cols[j].unit][1] for j in js}, -np.inf, cpu_cap))
     # anti-affinity: members per node
     for group in rules.groups:

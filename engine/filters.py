@@ -6,6 +6,8 @@ so the planner asks "which nodes could take this unit?" in one call.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 
@@ -16,6 +18,69 @@ from engine.rules import RuleSet
 from engine.state import State
 
 Mask = npt.NDArray[np.bool_]
+Amount = float | npt.NDArray[np.float64]
+Nodes = int | slice
+
+
+class Caps(NamedTuple):
+    """What a node may hold: p90 CPU (host cores, the CPU load cap; binding for balancing
+    only), p90 memory (bytes, its memory less the reserve) and configured vCPUs (the
+    overcommit cap)."""
+
+    cpu90: Amount
+    mem90: Amount
+    vcpus: Amount
+
+
+class Room(NamedTuple):
+    """Per cap, whether the nodes stay within it (arrays broadcast like the amounts)."""
+
+    cpu90: Mask
+    mem90: Mask
+    vcpus: Mask
+
+
+def caps(state: State, policy: Policy, nodes: Nodes = slice(None)) -> Caps:
+    return Caps(
+        policy.max_cpu_load * state.cpus[nodes],
+        state.mem_limit[nodes],
+        policy.cpu_overcommit * state.cpus[nodes],
+    )
+
+
+def room(
+    state: State,
+    policy: Policy,
+    cpu90: Amount,
+    mem90: Amount,
+    vcpus: Amount,
+    nodes: Nodes = slice(None),
+) -> Room:
+    """Whether `nodes` stay within each cap once their load changes by `cpu90` p90 host
+    cores, `mem90` bytes of p90 memory and `vcpus` configured vCPUs (negative: load that
+    leaves). The amounts may be arrays of candidates; they broadcast against the nodes."""
+    cap = caps(state, policy, nodes)
+    return Room(
+        state.cpu_p90[nodes] + cpu90 <= cap.cpu90,
+        state.mem_p90[nodes] + mem90 <= cap.mem90,
+        state.vcpus[nodes] + vcpus <= cap.vcpus,
+    )
+
+
+def fits(
+    state: State,
+    policy: Policy,
+    cpu90: Amount,
+    mem90: Amount,
+    vcpus: Amount,
+    nodes: Nodes = slice(None),
+    balancing: bool = True,
+) -> Mask:
+    """Whether `nodes` stay within every cap after the change (see `room`); the CPU load cap
+    binds balancing only, so repairs and evacuations may fill a node's CPUs."""
+    within = room(state, policy, cpu90, mem90, vcpus, nodes)
+    ok: Mask = within.mem90 & within.vcpus
+    return ok & within.cpu90 if balancing else ok
 
 
 def why_unmovable(
@@ -60,10 +125,7 @@ def feasible_targets(
         ok[source] = False
     _, cpu90, _, mem90, vcpus = state.unit_totals(vmids)
     if capacity:
-        ok &= state.mem_p90 + mem90 <= state.mem_limit
-        ok &= state.vcpus + vcpus <= policy.cpu_overcommit * state.cpus
-        if balancing:
-            ok &= state.cpu_p90 + cpu90 <= policy.max_cpu_load * state.cpus
+        ok &= fits(state, policy, cpu90, mem90, vcpus, balancing=balancing)
     for v in vmids:
         allowed = rules.allowed.get(v)
         if allowed is not None:

@@ -294,6 +294,52 @@ def test_the_cpu_load_cap_uses_the_p90_cpu_forecast(cap, evac, target, _):
     assert targets(run(snap, policy(max_cpu_load=cap)))[101] == target
 
 
+# Memory alone decides the load (CPU weight 0). pve1 holds 101 (1 core, 40 GiB) and locked
+# ballast 102 (8 cores, 8 GiB): 48 of 64 GiB; pve2 holds 201 (8 GiB): 0.75 against 0.125.
+# 101 alone would leave pve2 as hot as pve1 was, so only exchanging 101 and 201 pays
+# (0.25 / 0.625). Both nodes of 16 CPUs and 62 usable GiB must still fit afterwards.
+SWAP_CAPS = [
+    (5, None, None, {101: "pve2", 201: "pve1"}, "an exchange that fits both nodes is made"),
+    (8, None, None, {}, "no exchange that lifts the source's p90 CPU to 16 > 0.9 * 16"),
+    (5, (15, 40), None, {}, "no exchange that lifts the target's p90 CPU to 15 > 0.9 * 16"),
+    (5, None, 60, {}, "no exchange that lifts the source's p90 memory to 68 > 62 GiB"),
+    (5, (1, 70), None, {}, "no exchange that lifts the target's p90 memory to 70 > 62 GiB"),
+]
+
+
+@pytest.mark.parametrize(
+    ("cpu_201", "p90_101", "mem90_201", "expected", "_"), SWAP_CAPS, ids=[c[4] for c in SWAP_CAPS]
+)
+def test_an_exchange_leaves_neither_node_above_its_cpu_load_or_memory_cap(
+    cpu_201, p90_101, mem90_201, expected, _
+):
+    forecasts = []
+    if p90_101 is not None:
+        forecasts.append(forecast(101, 1, 40, cpu_p90=p90_101[0], mem_p90_gib=p90_101[1]))
+    if mem90_201 is not None:
+        forecasts.append(forecast(201, cpu_201, 8, mem_p90_gib=mem90_201))
+    snap = snapshot(
+        nodes("pve1", "pve2"),
+        [
+            guest(101, "pve1", cpu=1, mem_gib=40),
+            guest(102, "pve1", cpu=8, mem_gib=8, lock="backup"),
+            guest(201, "pve2", cpu=cpu_201, mem_gib=8),
+        ],
+        forecasts=forecasts,
+    )
+    pol = policy(cpu_weight=0)
+    result = run(snap, pol)
+    assert targets(result) == expected
+    after = apply(snap, result)
+    cpu90 = {n: 0.0 for n in ("pve1", "pve2")}
+    for g in after.guests:
+        cpu90[g.node] += after.forecast(g.vmid).cpu_p90
+    mem90 = mem_p90(after)
+    for m in result.moves:
+        assert cpu90[m.target] <= 0.9 * 16, m
+        assert mem90[m.target] <= 62 * GIB, m
+
+
 # -- budgets -------------------------------------------------------------------------------------
 
 
