@@ -8,7 +8,6 @@ offline HTML file with its plots embedded. History older than the raw retention 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -17,18 +16,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from analytics import Store
+from analytics.history import node_history, recent_history
 from analytics.report import CapacityReport, build_report, table_rows, to_html, to_markdown
-from engine import ClusterSnapshot, Guest
+from engine import Guest
 from flows.observe import Observation, observe
 from flows.runtime import Runtime, connect, current_settings
-from tasks.forecast import latest_model, recent_history
+from tasks.forecast import latest_model
 
 BUSIEST = 6
-# history comes at several resolutions (PVE's RRD keeps 1-minute points for a day, 30-minute
-# points for a week; the store rolls up to 5 minutes and hours), and daily peaks of finer data
-# are higher, which would read as growth; so every trend looks at 30-minute means
-TREND_BUCKET = "30m"
 
 
 @dataclass(frozen=True)
@@ -36,47 +31,6 @@ class CapacityOutcome:
     report: CapacityReport
     markdown: str
     html_path: str | None
-
-
-def node_history(store: Store, snapshot: ClusterSnapshot, days: float) -> pl.DataFrame:
-    end = datetime.fromtimestamp(snapshot.now, UTC) + timedelta(seconds=1)
-    start = end - timedelta(days=days)
-    raw = store.node_window(start, end).select("node", "ts", "cpu", "maxcpu", "mem", "maxmem")
-    first_raw = raw["ts"].min() if raw.height else end.replace(tzinfo=None)
-    rolled = store.node_window(start, end, resolution="5m")
-    if rolled.height:
-        caps = pl.DataFrame(
-            {
-                "node": [n.name for n in snapshot.nodes],
-                "maxcpu": [n.cpus for n in snapshot.nodes],
-                "maxmem": [n.memory for n in snapshot.nodes],
-            }
-        )
-        rolled = (
-            rolled.filter(pl.col("bucket") < first_raw)
-            .rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"})
-            .join(caps, on="node", how="inner")
-            .select("node", "ts", "cpu", "maxcpu", "mem", "maxmem")
-        )
-        raw = pl.concat([rolled, raw], how="vertical_relaxed")
-    return _uniform(raw)
-
-
-def _uniform(history: pl.DataFrame) -> pl.DataFrame:
-    if history.is_empty():
-        return history
-    return (
-        history.with_columns(pl.col("ts").dt.truncate(TREND_BUCKET))
-        .group_by("node", "ts")
-        .agg(
-            pl.col("cpu").mean(),
-            pl.col("maxcpu").max(),
-            pl.col("mem").mean(),
-            pl.col("maxmem").max(),
-        )
-        .select("node", "ts", "cpu", "maxcpu", "mem", "maxmem")
-        .sort("node", "ts")
-    )
 
 
 def forecast_vs_actual(rt: Runtime, guests: tuple[Guest, ...], now: float) -> pl.DataFrame | None:

@@ -16,10 +16,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from analytics.history import training_frame
 from flows.ingest import maintain
 from flows.progress import steps
 from flows.runtime import Runtime, connect, current_settings
-from tasks.forecast import COLUMNS, TrainingResult, train_one, training_frame
+from tasks.forecast import COLUMNS, TrainingResult, train_one
 from tasks.records import write
 
 

@@ -1,9 +1,8 @@
 """Forecasts for the planner and the training that keeps the models honest.
 
 The store keeps raw samples (every ingest) and 5-minute roll-ups; the forecaster wants each
-guest's series on a regular 5-minute grid, so samples are averaged per 5-minute bucket and gaps
-(a missed ingest, a node that was offline) are filled with the last value seen, which is what
-the baselines would assume too.
+guest's series on a regular 5-minute grid, which :mod:`analytics.history` reads (samples
+averaged per 5-minute bucket, gaps filled with the last value seen).
 
 CPU is forecast in PVE's unit (busy fraction of the guest's own vCPUs) and handed to the planner
 in host cores (× vCPUs); memory in bytes. A guest without a usable forecast is planned on its
@@ -15,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,52 +25,16 @@ from analytics.backtest import horizon_steps, score
 from analytics.baselines import BASELINES
 from analytics.features import WARMUP
 from analytics.forecaster import LoadForecaster, only_after, time_split
+from analytics.history import recent_history
 from analytics.model_store import ModelLoadError, load_latest, promote, read_metadata, save
 from analytics.model_store import versions as model_versions
 from engine import Forecast, Guest
 
-GRID = 300  # seconds per grid step
 COLUMNS = ("cpu", "mem")
 
 
 def model_root(model_dir: Path, column: str, horizon_min: int) -> Path:
     return model_dir / f"{column}-{horizon_min}m"
-
-
-def to_grid(frame: pl.DataFrame, key: str, value_cols: Sequence[str]) -> pl.DataFrame:
-    """`series, ts, <cols>`: per-5-minute means on a gap-free grid, gaps forward-filled."""
-    if frame.is_empty():
-        schema: dict[str, Any] = {"series": pl.String, "ts": pl.Int64}
-        schema.update({c: pl.Float64 for c in value_cols})
-        return pl.DataFrame(schema=schema)
-    ts = pl.col("ts")
-    if isinstance(frame.schema["ts"], pl.Datetime):
-        ts = ts.dt.epoch("s")
-    buckets = (
-        frame.select(
-            pl.col(key).cast(pl.String).alias("series"),
-            (ts.cast(pl.Int64) // GRID * GRID).alias("ts"),
-            *(pl.col(c).cast(pl.Float64) for c in value_cols),
-        )
-        .group_by("series", "ts")
-        .agg(pl.col(c).mean() for c in value_cols)
-    )
-    spans = buckets.group_by("series").agg(
-        pl.int_ranges(pl.col("ts").min(), pl.col("ts").max() + GRID, GRID).alias("ts")
-    )
-    grid = spans.explode("ts")
-    return (
-        grid.join(buckets, on=["series", "ts"], how="left")
-        .sort("series", "ts")
-        .with_columns(pl.col(c).forward_fill().over("series") for c in value_cols)
-    )
-
-
-def recent_history(store: Store, now: float, hours: float = 24.0) -> pl.DataFrame:
-    """The last `hours` of raw guest samples on the 5-minute grid (`series, ts, cpu, mem, cpus`)."""
-    end = datetime.fromtimestamp(now, UTC) + timedelta(seconds=1)
-    raw = store.guest_window(end - timedelta(hours=hours), end, columns=("cpu", "mem", "cpus"))
-    return to_grid(raw, "vmid", ("cpu", "mem", "cpus"))
 
 
 @dataclass(frozen=True)
@@ -149,39 +111,6 @@ class TrainingResult:
     promoted: bool
     path: str | None
     detail: str
-
-
-def dense_tail(frame: pl.DataFrame, key: str, gap: int = 4 * GRID) -> pl.DataFrame:
-    """Each series from its last gap wider than `gap` seconds on: the stretch sampled at least
-    every few minutes. Older backfilled history is coarser (PVE keeps 30-minute points for a
-    week); filled onto the 5-minute grid it would teach the model flat steps that never occur.
-    """
-    if frame.is_empty():
-        return frame
-    ts = pl.col("ts").dt.epoch("s") if isinstance(frame.schema["ts"], pl.Datetime) else pl.col("ts")
-    wide = (ts.diff().over(key) > gap).cast(pl.Int32).cum_sum().over(key)
-    return (
-        frame.sort(key, "ts")
-        .with_columns(wide.fill_null(0).alias("_stretch"))
-        .filter(pl.col("_stretch") == pl.col("_stretch").max().over(key))
-        .drop("_stretch")
-    )
-
-
-def training_frame(store: Store, now: float, days: float) -> pl.DataFrame:
-    end = datetime.fromtimestamp(now, UTC)
-    rolled = store.guest_window(end - timedelta(days=days), end, resolution="5m")
-    rolled = rolled.rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"})
-    raw_since = end - timedelta(days=days)
-    newest = rolled["ts"].max() if not rolled.is_empty() else None
-    if isinstance(newest, datetime):
-        raw_since = newest + timedelta(minutes=5)
-    raw = store.guest_window(raw_since, end + timedelta(seconds=1))
-    parts = [f.select("vmid", "ts", "cpu", "mem") for f in (rolled, raw) if not f.is_empty()]
-    if not parts:
-        return to_grid(pl.DataFrame(), "vmid", ("cpu", "mem"))
-    combined = pl.concat(parts, how="vertical_relaxed").sort("vmid", "ts")
-    return to_grid(dense_tail(combined, "vmid"), "vmid", ("cpu", "mem"))
 
 
 def train_one(

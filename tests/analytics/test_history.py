@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from tasks.forecast import dense_tail, to_grid
+from analytics.history import dense_tail, to_grid
 
 T0 = datetime(2026, 1, 1)
 
