@@ -278,18 +278,16 @@ class Balancing(PlanBuilder):
                 return False
             return True
         (first, via), (second, _) = option.steps
-        trial = self.fork()
         details = (
             f"imbalance {imbalance:.1%} -> {option.after:.1%} with {_describe(second)} "
             f"moving on from {self.state.names[via]}",
             f"imbalance {imbalance:.1%} -> {option.after:.1%}, making room on "
             f"{self.state.names[via]} for {_describe(first)}",
         )
-        for (unit, target), detail in zip(option.steps, details, strict=True):
-            if not trial.apply(unit, target, Reason.BALANCE, detail, gain):
-                excluded.add(option.key)
-                return False
-        self.state, self.moves, self.skips = trial.state, trial.moves, trial.skips
+        steps = [(u, t, d, gain) for (u, t), d in zip(option.steps, details, strict=True)]
+        if not self.apply_all(steps, Reason.BALANCE):
+            excluded.add(option.key)
+            return False
         return True
 
     def _swappable(self, unit: Unit) -> bool:
@@ -383,14 +381,14 @@ class Balancing(PlanBuilder):
         if best is None:
             return False
         value, out, back, t, after = best
-        detail = f"imbalance {imbalance:.1%} -> {after:.1%}, exchanged with guest {back.vmids[0]}"
+        detail = f"imbalance {imbalance:.1%} -> {after:.1%}, exchanged with guest"
         gain = (imbalance - after) * n_e / 2
-        if not self.apply(out, t, Reason.BALANCE, detail, gain):
+        steps = [
+            (out, t, f"{detail} {back.vmids[0]}", gain),
+            (back, source, f"{detail} {out.vmids[0]}", gain),
+        ]
+        if not self.apply_all(steps, Reason.BALANCE):
             return False
-        back_detail = (
-            f"imbalance {imbalance:.1%} -> {after:.1%}, exchanged with guest {out.vmids[0]}"
-        )
-        self.apply(back, source, Reason.BALANCE, back_detail, gain)
         partner, moved = back.vmids[0], out.vmids[0]
         if partner not in self.moves and moved in self.moves:
             # the partner went back home: no exchange is left, only this move
@@ -425,33 +423,26 @@ class Balancing(PlanBuilder):
         )[:CHAIN_FIRSTS]
         best: tuple[float, Unit, int, Unit, int] | None = None
         for value, unit, target, _ in firsts:
-            homes = {v: st.where[v] for v in unit.vmids}
-            st.move(unit.vmids, target)
-            hot2 = self._hot_nodes()
+            ahead = self.fork()  # the cluster as the first move leaves it, the plan as it is
+            ahead.state.move(unit.vmids, target)
+            hot2 = ahead._hot_nodes()
             nexts: dict[int, list[Unit]] = {s: [] for s in hot2}
-            for u in self.units():
-                s = st.where[u.vmids[0]]
+            for u in ahead.units():
+                s = ahead.state.where[u.vmids[0]]
                 if s in nexts and u.vmids != unit.vmids:
                     nexts[s].append(u)
             for s in hot2:
-                for value2, unit2, target2, _ in self._best_from(s, nexts[s]):
+                for value2, unit2, target2, _ in ahead._best_from(s, nexts[s]):
                     total = value + value2
                     if total > 0 and (best is None or total > best[0]):
                         best = (total, unit, target, unit2, target2)
-            for v, h in homes.items():
-                st.move([v], h)
         if best is None:
             return False
         total, unit, target, unit2, target2 = best
-        home = st.where[unit.vmids[0]]
         after = imbalance - total / st.n_eligible
         detail = f"imbalance {imbalance:.1%} -> about {after:.1%} with the move after it"
-        if not self.apply(unit, target, Reason.BALANCE, detail, total / 2):
-            return False
-        if not self.apply(unit2, target2, Reason.BALANCE, detail, total / 2):
-            self.apply(unit, home, Reason.BALANCE, "undone", 0.0)  # back home: dropped
-            return False
-        return True
+        steps = [(unit, target, detail, total / 2), (unit2, target2, detail, total / 2)]
+        return self.apply_all(steps, Reason.BALANCE)
 
     def _best_from(
         self, source: int, units: list[Unit], top: int = 1, cooler: bool = True

@@ -8,6 +8,7 @@ one way a guest is recorded as staying, with its reason.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Self
 
@@ -92,6 +93,15 @@ class PlanBuilder:
         twin.moves = dict(self.moves)
         twin.skips = dict(self.skips)
         return twin
+
+    def apply_all(self, steps: Iterable[tuple[Unit, int, str, float]], reason: Reason) -> bool:
+        """Make every move of `steps` ((unit, target, detail, gain), in order) or none: they
+        are made on a fork, and the plan takes the fork over only if the budget allowed all."""
+        trial = self.fork()
+        if not all(trial.apply(unit, t, reason, detail, gain) for unit, t, detail, gain in steps):
+            return False
+        self.state, self.moves, self.skips = trial.state, trial.moves, trial.skips
+        return True
 
     def apply(self, unit: Unit, target: int, reason: Reason, detail: str, gain: float) -> bool:
         """Record and apply a move of `unit` to `target` if the budget allows it."""
