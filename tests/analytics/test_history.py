@@ -1,13 +1,17 @@
-"""The frames the forecaster is fed: a gap-free 5-minute grid, and only densely sampled history."""
+"""History as its readers want it: the forecaster's gap-free 5-minute grid of densely sampled
+history, and node load as 30-minute means for capacity trends."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 
-from analytics.history import dense_tail, to_grid
+from analytics import Store
+from analytics.history import dense_tail, node_history, to_grid
+from engine import ClusterSnapshot, Node
 
 T0 = datetime(2026, 1, 1)
 
@@ -45,3 +49,46 @@ def test_training_keeps_each_series_from_its_last_wide_gap_on() -> None:
 def test_a_short_outage_does_not_cut_the_history() -> None:
     frame = pl.DataFrame({"vmid": [1] * 4, "ts": [at(0), at(5), at(20), at(25)]})  # 15 min gap
     assert dense_tail(frame, "vmid").height == 4
+
+
+def test_node_history_is_thirty_minute_means_with_roll_ups_before_the_raw_samples(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "history.duckdb")
+    raw = pl.DataFrame(
+        {
+            "node": "pve1",
+            "ts": [at(120 + m) for m in range(60)],
+            "cpu": [0.4 if m < 30 else 0.6 for m in range(60)],
+            "maxcpu": 8,
+            "mem": 10,
+            "maxmem": 64,
+        }
+    )
+    store.append_node_samples(raw)
+    with store.writer() as con:  # 5-minute means over three hours, some beside the raw samples
+        for node in ("pve1", "gone"):
+            con.execute(
+                "INSERT INTO node_samples_5m SELECT $node, $t0 + to_minutes(5 * b), 5, 0.1, 0.2, "
+                "5, 6 FROM range(36) AS t(b)",
+                {"node": node, "t0": T0},
+            )
+    snapshot = ClusterSnapshot(
+        nodes=(Node("pve1", cpus=16, memory=128),),
+        guests=(),
+        now=at(180).replace(tzinfo=UTC).timestamp(),
+    )
+    history = node_history(store, snapshot, days=1)
+    assert history.columns == ["node", "ts", "cpu", "maxcpu", "mem", "maxmem"]
+    assert history["node"].unique().to_list() == ["pve1"]  # a node the snapshot lacks is left out
+    assert history["ts"].to_list() == [at(30 * i) for i in range(6)]
+    # before the raw samples: the roll-up's means at the snapshot's sizes; then the raw samples
+    assert history["cpu"].to_list() == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.4, 0.6])
+    assert history["maxcpu"].to_list() == [16, 16, 16, 16, 8, 8]
+    assert history["maxmem"].to_list() == [128, 128, 128, 128, 64, 64]
+    assert history["mem"].to_list() == pytest.approx([5, 5, 5, 5, 10, 10])
+
+
+def test_node_history_of_an_empty_store_is_empty(tmp_path: Path) -> None:
+    snapshot = ClusterSnapshot(nodes=(Node("pve1", cpus=16, memory=128),), guests=(), now=0.0)
+    assert node_history(Store(tmp_path / "history.duckdb"), snapshot, days=1).is_empty()
