@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.filters import feasible_targets, penalties
+from engine.filters import feasible_targets, penalties, room
 from engine.model import ClusterSnapshot, Guest, GuestKind
 from engine.plan import NodeLoad, Plan, Skip
 from engine.planner import plan
@@ -64,24 +64,9 @@ def why_not_now(snapshot: ClusterSnapshot, policy: Policy, vmid: int, target: st
     state = State(snapshot, policy, rules.maintenance)
     if target not in state.index:
         return f"no node named {target!r}"
-    t = state.index[target]
-    if not state.online[t]:
-        return f"{target} is offline"
-    if target in rules.maintenance:
-        return f"{target} is in maintenance"
     if vmid not in state.where:
         return "the guest is not on any known node"
-    ok = feasible_targets([vmid], state.where[vmid], state, rules, policy, balancing=False)
-    if ok[t]:
-        return None
-    _, _, _, mem90, vcpus = state.unit_totals([vmid])
-    if state.mem_p90[t] + mem90 > state.mem_limit[t]:
-        free = max(0.0, state.mem_limit[t] - state.mem_p90[t]) / 1024**3
-        need = mem90 / 1024**3
-        return f"{target} has {free:.1f} GiB free after its reserve, the guest needs {need:.1f}"
-    if state.vcpus[t] + vcpus > policy.cpu_overcommit * state.cpus[t]:
-        return f"{target} would exceed the vCPU overcommit cap"
-    return f"a placement rule forbids {target} now (pin, node affinity or anti-affinity)"
+    return _why_not(state, rules, policy, vmid, state.where[vmid], state.index[target], False)
 
 
 @dataclass(frozen=True)
@@ -187,7 +172,7 @@ def best_nodes(
         after = scores.copy()
         after[t] += delta[t]
         imb = float(np.abs(after[state.eligible] - after[state.eligible].mean()).mean())
-        why = "" if ok[t] else _why_not(state, rules, policy, t, f.mem_p90, f.cpu_p90, cores)
+        why = "" if ok[t] else _why_not(state, rules, policy, PROBE_VMID, None, t, True) or ""
         out.append(Placement(name, bool(ok[t]), float(after[t]), imb, float(pen[t]), why))
     # MAD does not move while no node crosses the mean: then the cooler node wins
     return sorted(
@@ -202,20 +187,33 @@ def best_nodes(
 
 
 def _why_not(
-    state: State, rules: RuleSet, policy: Policy, t: int, mem90: float, cpu90: float, cores: int
-) -> str:
+    state: State,
+    rules: RuleSet,
+    policy: Policy,
+    vmid: int,
+    source: int | None,
+    t: int,
+    balancing: bool,
+) -> str | None:
+    """Why node `t` may not take `vmid` (from `source`, or from nowhere), or None: the hard
+    rules of `feasible_targets`, one by one. The CPU load cap binds `balancing` only."""
     name = state.names[t]
     if not state.online[t]:
-        return "node is offline"
+        return f"{name} is offline"
     if name in rules.maintenance:
-        return "node is in maintenance"
-    if not rules.may_run_on(PROBE_VMID, name):
-        return f"{rules.allowed_reason.get(PROBE_VMID, 'a node restriction')} rules it out"
-    if state.mem_p90[t] + mem90 > state.mem_limit[t]:
-        free = max(state.mem_limit[t] - state.mem_p90[t], 0) / 1024**3
-        return f"not enough memory: {free:.1f} GiB free after the reserve (p90)"
-    if state.vcpus[t] + cores > policy.cpu_overcommit * state.cpus[t]:
-        return f"vCPU overcommit would exceed {policy.cpu_overcommit:g}x"
-    if state.cpu_p90[t] + cpu90 > policy.max_cpu_load * state.cpus[t]:
-        return f"predicted CPU would exceed {policy.max_cpu_load:.0%}"
-    return "an anti-affinity group already has a member there"
+        return f"{name} is in maintenance"
+    if feasible_targets([vmid], source, state, rules, policy, balancing)[t]:
+        return None
+    if not rules.may_run_on(vmid, name):
+        return f"{rules.allowed_reason.get(vmid, 'a node restriction')} rules out {name}"
+    _, cpu90, _, mem90, vcpus = state.unit_totals([vmid])
+    within = room(state, policy, cpu90, mem90, vcpus, t)
+    if not within.mem90:
+        free = max(0.0, state.mem_limit[t] - state.mem_p90[t]) / 1024**3
+        need = mem90 / 1024**3
+        return f"{name} has {free:.1f} GiB free after its reserve, the guest needs {need:.1f}"
+    if not within.vcpus:
+        return f"{name} would exceed the vCPU overcommit cap ({policy.cpu_overcommit:g}x)"
+    if balancing and not within.cpu90:
+        return f"predicted p90 CPU on {name} would exceed {policy.max_cpu_load:.0%}"
+    return f"an anti-affinity group already has a member on {name}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine import Policy
-from engine.whatif import why_not_now
-from tests.engine.builders import guest, node, nodes, snapshot
+from engine.whatif import best_nodes, why_not_now
+from tests.engine.builders import GIB, guest, node, nodes, snapshot
 
 POLICY = Policy(memory_reserve=0)
 
@@ -37,7 +37,32 @@ POLICY = Policy(memory_reserve=0)
                     guest(102, "pve2", tags="plb_anti_affinity_db"),
                 ],
             ),
-            "a placement rule forbids pve2 now (pin, node affinity or anti-affinity)",
+            "an anti-affinity group already has a member on pve2",
+        ),
+        (
+            "the guest is pinned to other nodes",
+            snapshot(
+                nodes("pve1", "pve2", "pve3"),
+                [guest(101, "pve1", tags="plb_pin_pve1;plb_pin_pve3")],
+            ),
+            "plb_pin tag rules out pve2",
+        ),
+        (
+            # 8 + 60 configured vCPUs on 16 CPUs exceed 4 per CPU
+            "the target's configured vCPUs would exceed the overcommit cap",
+            snapshot(
+                nodes("pve1", "pve2"),
+                [guest(101, "pve1", vcpus=8), guest(102, "pve2", vcpus=60)],
+            ),
+            "pve2 would exceed the vCPU overcommit cap (4x)",
+        ),
+        (
+            # 8 + 10 p90 cores exceed 0.9 × 16, but that cap limits balancing, not a planned move
+            "a busy target still takes a planned move",
+            snapshot(
+                nodes("pve1", "pve2"), [guest(101, "pve1", cpu=8), guest(102, "pve2", cpu=10)]
+            ),
+            None,
         ),
         (
             "the target went offline",
@@ -56,3 +81,13 @@ def test_the_target_is_judged_on_the_cluster_as_it_is_now(
     why: str, cluster: object, expected: str | None
 ) -> None:
     assert why_not_now(cluster, POLICY, 101, "pve2") == expected, why  # type: ignore[arg-type]
+
+
+def test_a_new_guest_is_refused_a_node_for_the_same_reasons():
+    # pinned to pve1, whose p90 CPU would reach 10 + 8 > 0.9 × 16 cores
+    cluster = snapshot(nodes("pve1", "pve2"), [guest(101, "pve1", cpu=10)])
+    places = best_nodes(cluster, POLICY, 8, 8 * GIB, tags=("plb_pin_pve1",), cpu=8)
+    assert {p.node: p.why_not for p in places} == {
+        "pve1": "predicted p90 CPU on pve1 would exceed 90%",
+        "pve2": "plb_pin tag rules out pve2",
+    }
