@@ -192,13 +192,21 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def check_not_newer(version: int, where: str) -> None:
+def checked_version(con: duckdb.DuckDBPyConnection, where: str) -> int:
+    """The file's schema version (as :func:`current_version`), refusing a file written by a
+    newer proxflow: its tables may mean something this version does not know, so neither
+    reading nor migrating it is safe. Every open that looks at the version goes through here.
+    """
+    # on a cursor: the version query leaves its result open, which would block later queries
+    with con.cursor() as cursor:
+        version = current_version(cursor)
     if version > LATEST:
         raise SchemaTooNewError(
             f"{where} has history-store schema version {version}, but this proxflow only knows "
             f"versions up to {LATEST}; it was written by a newer proxflow. Upgrade proxflow "
             "(or point it at another file) instead of opening this one."
         )
+    return version
 
 
 def migrate(con: duckdb.DuckDBPyConnection, where: str = "the store") -> list[int]:
@@ -207,8 +215,7 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str = "the store") -> list[in
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
         "description VARCHAR NOT NULL, applied TIMESTAMP NOT NULL)"
     )
-    have = current_version(con)
-    check_not_newer(have, where)
+    have = checked_version(con, where)
     applied: list[int] = []
     for step in MIGRATIONS:
         if step.version <= have:

@@ -32,7 +32,7 @@ import duckdb
 import polars as pl
 
 from analytics.connect import fetch_frame, opened
-from analytics.schema import check_not_newer, current_version
+from analytics.schema import checked_version
 from analytics.store import Store
 from engine import (
     ClusterSnapshot,
@@ -109,10 +109,7 @@ def snapshot_from_store(
 
 
 def _check_version(con: duckdb.DuckDBPyConnection, store: Store) -> None:
-    # on a cursor: the version query leaves its result open, which would block later queries
-    with con.cursor() as cursor:
-        version = current_version(cursor)
-    check_not_newer(version, str(store.path))
+    version = checked_version(con, str(store.path))
     if version < NEEDS_VERSION:
         raise ValueError(
             f"{store.path}: history-store schema version {version}, but a snapshot needs "

@@ -32,7 +32,7 @@ from analytics.rollup import Retention, maintain
 from analytics.schema import (
     LATEST,
     SchemaTooNewError,
-    check_not_newer,
+    checked_version,
     current_version,
     migrate,
     utc_naive,
@@ -78,12 +78,7 @@ class Store:
             yield con
 
     def _is_current(self) -> bool:
-        if not self.path.exists():
-            return False
-        with opened(self.path, read_only=True, backoff=self.backoff) as con:
-            version = current_version(con)
-        check_not_newer(version, str(self.path))
-        return version == LATEST
+        return self.path.exists() and self.schema_version() == LATEST
 
     def migrate(self) -> int:
         """Bring the file to the latest schema; return its version."""
@@ -93,9 +88,7 @@ class Store:
     def schema_version(self) -> int:
         """The file's schema version (read-only); refuses a file from a newer proxflow."""
         with opened(self.path, read_only=True, backoff=self.backoff) as con:
-            version = current_version(con)
-        check_not_newer(version, str(self.path))
-        return version
+            return checked_version(con, str(self.path))
 
     def read(self, sql: str, params: Params = None) -> pl.DataFrame:
         """Run a query on a short read-only connection and return the result as polars."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from analytics.connect import Backoff
 from analytics.schema import LATEST, MIGRATIONS, migrate
+from analytics.snapshot import snapshot_from_store
 from analytics.store import (
     Retention,
     SchemaTooNewError,
@@ -74,17 +76,29 @@ def test_migrations_apply_once_and_reopening_is_a_no_op(tmp_path: Path) -> None:
     assert versions["version"].to_list() == [m.version for m in MIGRATIONS]
 
 
-def test_a_file_from_a_newer_schema_version_is_refused_with_a_clear_message(
-    tmp_path: Path,
+OPENERS: dict[str, Callable[[Store], object]] = {
+    "migrate": Store.migrate,
+    "schema_version": Store.schema_version,
+    "read": lambda store: store.read("SELECT 1"),
+    "write": lambda store: store.append_node_samples(node_frame(T0, 1)),
+    "snapshot": snapshot_from_store,
+}
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_a_file_from_a_newer_schema_version_is_refused_naming_the_file_and_both_versions(
+    tmp_path: Path, opener: str
 ) -> None:
     path = tmp_path / "h.duckdb"
     Store(path).migrate()
     with duckdb.connect(str(path)) as con:
         con.execute("INSERT INTO schema_version VALUES (?, 'from the future', now())", [LATEST + 1])
-    with pytest.raises(SchemaTooNewError, match=rf"version {LATEST + 1}.*newer proxflow"):
-        Store(path).migrate()
-    with pytest.raises(SchemaTooNewError, match="Upgrade proxflow"):
-        Store(path).schema_version()
+    with pytest.raises(SchemaTooNewError) as refused:
+        OPENERS[opener](Store(path))
+    assert str(refused.value).startswith(
+        f"{path} has history-store schema version {LATEST + 1}, but this proxflow only knows "
+        f"versions up to {LATEST}; it was written by a newer proxflow. Upgrade proxflow"
+    )
 
 
 # --- idempotent appends ----------------------------------------------------------------------
