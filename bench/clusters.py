@@ -78,23 +78,12 @@ class Case:
     seed: int
     snapshot: ClusterSnapshot
     policy: Policy
-    hot: tuple[str, ...] = ()  # the nodes that were packed
     broken: tuple[str, ...] = ()  # rules that start out broken (what repairs must fix)
 
     @property
     def maintenance(self) -> tuple[str, ...]:
         nodes = {n.name for n in self.snapshot.nodes if n.maintenance}
         return tuple(sorted(nodes | set(self.policy.maintenance_nodes)))
-
-    def describe(self) -> str:
-        nodes = len(self.snapshot.nodes)
-        guests = len(self.snapshot.guests)
-        parts = [f"seed {self.seed}: {nodes} nodes, {guests} guests"]
-        if self.maintenance:
-            parts.append(f"maintenance {','.join(self.maintenance)}")
-        if self.broken:
-            parts.append(f"broken {','.join(self.broken)}")
-        return "; ".join(parts)
 
 
 def cases(count: int, seed: int = 0, policy: Policy = BENCH_POLICY) -> Iterator[Case]:
@@ -309,8 +298,7 @@ def generate(
             maintenance_nodes = (node_list[maint].name,)
     snapshot = _snapshot(b, node_list, [r for r in node_rules if r], resource_rules, rng)
     case_policy = replace(policy, maintenance_nodes=maintenance_nodes)
-    hot_names = tuple(sorted(b.nodes[i].name for i in hot))
-    return Case(seed, snapshot, case_policy, hot_names, tuple(b.broken))
+    return Case(seed, snapshot, case_policy, tuple(b.broken))
 
 
 def generate_large(nodes: int, guests: int, seed: int = 0, policy: Policy = BENCH_POLICY) -> Case:

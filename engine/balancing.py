@@ -445,10 +445,11 @@ class Balancing(PlanBuilder):
         return self.apply_all(steps, Reason.BALANCE)
 
     def _best_from(
-        self, source: int, units: list[Unit], top: int = 1, cooler: bool = True
+        self, source: int, units: list[Unit], top: int = 1
     ) -> list[tuple[float, Unit, int, float]]:
         """The `top` best balancing moves of `units` (all on `source`), evaluated together:
-        one array operation per source instead of one per guest."""
+        one array operation per source instead of one per guest. Targets end cooler than the
+        source was."""
         if not units:
             return []
         st = self.state
@@ -482,8 +483,7 @@ class Balancing(PlanBuilder):
         ok = np.tile(eligible, (len(units), 1))
         ok[:, source] = False
         ok &= fits(st, self.policy, cpu90[:, None], mem90[:, None], vcpu[:, None])
-        if cooler:
-            ok &= scores + delta < scores[source]
+        ok &= scores + delta < scores[source]
         room: dict[int, np.ndarray] = {}
         planned = list(self.planned().values())
         for k, unit in enumerate(units):

@@ -47,7 +47,7 @@ class Planner(Repairs, Balancing):
         loads_before = self.state.loads()
         imbalance_before = self.state.imbalance()
         for round_ in range(REPAIR_ROUNDS):
-            moves_before = self._move_count()
+            targets_before = self._targets_so_far()
             self.repair_maintenance()
             if repairs:
                 self.repair_restrictions()
@@ -58,7 +58,7 @@ class Planner(Repairs, Balancing):
             # a later repair or balancing may have made room for a repair that had none
             waiting = [v for v, s in self.skips.items() if s.reason is Reason.NO_TARGET]
             last = round_ == REPAIR_ROUNDS - 1
-            if not waiting or self._move_count() == moves_before or last:
+            if not waiting or self._targets_so_far() == targets_before or last:
                 break
             for v in waiting:
                 del self.skips[v]

@@ -199,8 +199,9 @@ class PlanBuilder:
         """The plan so far as guest -> (source, target): what the budget is charged on."""
         return {v: (m.source, m.target) for v, m in self.moves.items()}
 
-    def _move_count(self) -> frozenset[tuple[int, str]]:
-        """The plan so far, to tell whether a round changed anything (re-targets included)."""
+    def _targets_so_far(self) -> frozenset[tuple[int, str]]:
+        """Each guest the plan moves, with its target: the same before and after a round only
+        if the round changed nothing (a re-target counts as a change)."""
         return frozenset((v, m.target) for v, m in self.moves.items())
 
     def units(self) -> list[Unit]:
