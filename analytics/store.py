@@ -178,13 +178,6 @@ class Store:
         :meth:`guest_window`)."""
         return self._window("node", "node", start, end, nodes, resolution, columns)
 
-    def latest_guest_samples(self) -> pl.DataFrame:
-        """Each guest's most recent raw sample, sorted by vmid."""
-        return self.read(
-            "SELECT * FROM guest_samples "
-            "QUALIFY row_number() OVER (PARTITION BY vmid ORDER BY ts DESC) = 1 ORDER BY vmid"
-        )
-
     def guest_configs(self) -> pl.DataFrame:
         """Every guest's config facts (``guest_config``), sorted by vmid."""
         return self.read("SELECT * FROM guest_config ORDER BY vmid")
