@@ -4,8 +4,8 @@ Each table's key (what makes appends idempotent), required columns, time columns
 and list columns. Time columns may arrive as datetimes (naive = UTC, aware = converted) or epoch
 seconds and leave as naive UTC. JSON columns arrive as JSON strings and leave with every
 secret-looking key's value replaced, so tokens and passwords never reach the file. List columns
-leave as lists of strings, CPU fractions rounded to `CPU_DECIMALS`. Extra columns of a frame are
-dropped.
+leave as lists of strings, CPU fractions (and the roll-ups' CPU means and maxima) rounded to
+`CPU_DECIMALS`. Extra columns of a frame are dropped.
 """
 
 from __future__ import annotations
@@ -43,6 +43,15 @@ TABLES: dict[str, _Table] = {
     "models": _Table(("model_id",), ("created", "path"), ("created",), ("metadata",)),
     "rules_seen": _Table(("ts", "kind", "name"), (), ("ts",), ("members",)),
     "guest_config": _Table(("vmid",), (), ("checked",), lists=("local_resources",)),
+    # roll-ups: `maintain` computes them, but writing them through the same path lets a
+    # benchmark or an import produce exactly the rows and order `maintain` would
+    **{
+        f"{entity}_samples_{res}": _Table(
+            (key, "bucket"), ("n",), ("bucket",), rounded=("cpu_mean", "cpu_max"), indexed=False
+        )
+        for entity, key in (("node", "node"), ("guest", "vmid"))
+        for res in ("5m", "1h")
+    },
 }
 
 _SECRET = re.compile(r"pass(word)?|secret|token|ticket|csrf|api[-_]?key|private|credential", re.I)

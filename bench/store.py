@@ -17,9 +17,9 @@ several runs each:
 4. the file size after a year of history of 5,000 guests (and 50 nodes) under the default
    `Retention` (raw 3 d, 5-min 90 d, hourly 5 y; a year keeps all hourly rows). Bytes per row
    of each sample table are measured by writing simulated rows into a file of its own through
-   the store's own write path (`Store.append` for raw samples, the roll-up merge of
-   `maintain` for aggregates, so in the same order, types and rounding), checkpointing and
-   dividing the file's growth by the rows; then multiplied by the steady-state row counts
+   the store's own write path (`Store.append`, which merges roll-up rows as `maintain` does, so
+   in the same order, types and rounding), checkpointing and dividing the file's growth by the
+   rows; then multiplied by the steady-state row counts
    (target < 5 GB). Assumptions, also printed: one raw sample per guest and node per minute
    (the cluster ingest); an rrddata backfill adds at most a day of 1-minute rows per guest,
    inside the raw retention, and coarser points that expire into the roll-ups, so it does not
@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 # Run as a script, this file's folder comes first on the import path; put the project root there
 # instead, so `bench.*` modules import as a package (and bench/pvesim.py cannot shadow `pvesim`).
@@ -50,8 +51,7 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from analytics.append import merge  # noqa: E402
-from analytics.ingest import CPU_DECIMALS, TABLES, ArrowStream  # noqa: E402
+from analytics.ingest import CPU_DECIMALS  # noqa: E402
 from analytics.rollup import Retention  # noqa: E402
 from analytics.store import Store  # noqa: E402
 from bench.machine import print_machine  # noqa: E402
@@ -68,6 +68,7 @@ GB = 1e9
 FEATURE_COLUMNS = ("cpu", "cpus", "mem", "maxmem")  # what forecasting reads besides vmid, ts
 MAINTAIN_DAYS = 7  # days of 5-minute roll-ups in the maintain step (10 M rows at 5,000 guests)
 MAINTAIN_RUNS = 3
+T = TypeVar("T")
 
 KEEP = Retention()
 YEAR = timedelta(days=365)
@@ -106,15 +107,23 @@ def guest_minutes(start: datetime, minutes: int, rng: np.random.Generator) -> pl
     return pl.concat([guest_snapshot(start + timedelta(minutes=m), rng, m) for m in range(minutes)])
 
 
-def timed(action: Callable[[], object], runs: int) -> tuple[float, list[float], object]:
-    """Median seconds over `runs`, all times, and the last result."""
+def timed(action: Callable[[], T], runs: int) -> tuple[float, list[float], T]:
+    """Median seconds over `runs` (at least one), all times, and the last result."""
     times: list[float] = []
-    result: object = None
     for _ in range(runs):
         start = time.perf_counter()
         result = action()
         times.append(time.perf_counter() - start)
     return statistics.median(times), times, result
+
+
+def timed_read(title: str, read: Callable[[], pl.DataFrame], note: str = "") -> None:
+    """Time `read` `READ_RUNS` times and print the median against the 2 s target."""
+    median, times, frame = timed(read, READ_RUNS)
+    verdict = "met" if median < 2.0 else "MISSED"
+    print(f"\n{title} ({note + '; ' if note else ''}median of {READ_RUNS})")
+    print(f"  {median:8.2f} s    target < 2 s: {verdict}   ({frame.height:,} rows)")
+    print(f"  runs: {', '.join(f'{t:.2f}' for t in times)} s")
 
 
 def build_day(store: Store, rng: np.random.Generator) -> float:
@@ -218,15 +227,7 @@ def bytes_per_row(folder: Path, table: str, rows: pl.DataFrame) -> float:
     store.migrate()
     empty = file_bytes(store.path)
     for chunk in rows.iter_slices(100_000):
-        if table in TABLES:
-            store.append(table, chunk)
-        else:  # roll-up tables are written by `maintain`'s merge, not `append`
-            key = "vmid" if table.startswith("guest") else "node"
-            with store.writer() as con:
-                con.register("incoming", ArrowStream(chunk))
-                cols = chunk.columns
-                merge(con, table, "incoming", (key, "bucket"), "bucket", cols, update=False)
-                con.unregister("incoming")
+        store.append(table, chunk)
     return (file_bytes(store.path) - empty) / rows.height
 
 
@@ -276,44 +277,21 @@ def main() -> int:
         print(f"  {median * 1000:8.1f} ms   target < 200 ms: {verdict}")
         print(f"  runs: {', '.join(f'{t * 1000:.0f}' for t in times)} ms")
 
-        def read_day() -> pl.DataFrame:
-            return store.guest_window(NOW - timedelta(days=1), NOW)
-
-        median, times, frame = timed(read_day, READ_RUNS)
-        assert isinstance(frame, pl.DataFrame)
-        verdict = "met" if median < 2.0 else "MISSED"
-        print(f"\nread the last 24 h of all {GUESTS:,} guests (median of {READ_RUNS})")
-        print(f"  {median:8.2f} s    target < 2 s: {verdict}   ({frame.height:,} rows)")
-        print(f"  runs: {', '.join(f'{t:.2f}' for t in times)} s")
-
-        def read_day_features() -> pl.DataFrame:
-            return store.guest_window(NOW - timedelta(days=1), NOW, columns=FEATURE_COLUMNS)
-
-        median, times, frame = timed(read_day_features, READ_RUNS)
-        assert isinstance(frame, pl.DataFrame)
-        verdict = "met" if median < 2.0 else "MISSED"
-        print(
-            f"\nsame 24 h, only vmid, ts and {', '.join(FEATURE_COLUMNS)} (median of {READ_RUNS})"
+        day = (NOW - timedelta(days=1), NOW)
+        timed_read(f"read the last 24 h of all {GUESTS:,} guests", lambda: store.guest_window(*day))
+        timed_read(
+            f"same 24 h, only vmid, ts and {', '.join(FEATURE_COLUMNS)}",
+            lambda: store.guest_window(*day, columns=FEATURE_COLUMNS),
         )
-        print(f"  {median:8.2f} s    target < 2 s: {verdict}   ({frame.height:,} rows)")
-        print(f"  runs: {', '.join(f'{t:.2f}' for t in times)} s")
 
         start = time.perf_counter()
         store.maintain(NOW + timedelta(hours=1))
         rolled = time.perf_counter() - start
-
-        def read_day_5m() -> pl.DataFrame:
-            return store.guest_window(NOW - timedelta(days=1), NOW, resolution="5m")
-
-        median, times, frame = timed(read_day_5m, READ_RUNS)
-        assert isinstance(frame, pl.DataFrame)
-        verdict = "met" if median < 2.0 else "MISSED"
-        print(
-            f"\nsame 24 h from the 5-minute roll-up (`resolution='5m'`, after `maintain`, which "
-            f"took {rolled:.1f} s; median of {READ_RUNS})"
+        timed_read(
+            "same 24 h from the 5-minute roll-up",
+            lambda: store.guest_window(*day, resolution="5m"),
+            f"`resolution='5m'`, after `maintain`, which took {rolled:.1f} s",
         )
-        print(f"  {median:8.2f} s    target < 2 s: {verdict}   ({frame.height:,} rows)")
-        print(f"  runs: {', '.join(f'{t:.2f}' for t in times)} s")
 
         start = time.perf_counter()
         rolled_store = build_rolled(folder / "rolled.duckdb", rng)

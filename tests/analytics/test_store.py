@@ -152,6 +152,31 @@ def test_cpu_fractions_are_kept_to_six_decimals(tmp_path: Path) -> None:
     assert store.guest_window(T0, T0 + timedelta(minutes=1))["cpu"].to_list() == [0.123457]
 
 
+def test_roll_up_rows_append_once_per_bucket_with_cpu_rounded_as_maintain_rounds(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    rows = pl.DataFrame(
+        {
+            "node": ["pve1", "pve1", "pve2"],
+            "bucket": [T0, T0 + timedelta(minutes=5), T0],
+            "n": [5, 5, 5],
+            "cpu_mean": [0.123456789, 0.2, 0.3],
+            "cpu_max": [0.5, 0.6, 0.7],
+            "mem_mean": [10, 20, 30],
+            "mem_max": [11, 21, 31],
+        }
+    )
+    assert store.append("node_samples_5m", rows) == 3
+    assert store.append("node_samples_5m", rows) == 0
+    stored = store.node_window(T0, T0 + timedelta(hours=1), resolution="5m")
+    assert stored.select("node", "bucket", "cpu_mean").rows() == [
+        ("pve1", T0, 0.123457),
+        ("pve1", T0 + timedelta(minutes=5), 0.2),
+        ("pve2", T0, 0.3),
+    ]
+
+
 def test_a_writer_that_fails_commits_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.duckdb")
     with pytest.raises(RuntimeError, match="boom"), store.writer() as con:
