@@ -43,6 +43,16 @@ def horizon_steps(horizon_min: int) -> int:
     return horizon_min // STEP_MIN
 
 
+def window_mean(x: pl.Expr, h: int) -> pl.Expr:
+    """mean(x_{t+1}..x_{t+h}) per series: the window ending at t+h, shifted back by h."""
+    return x.rolling_mean(h).shift(-h).over("series")
+
+
+def window_p90(x: pl.Expr, h: int) -> pl.Expr:
+    """The linear 90th percentile of x_{t+1}..x_{t+h} per series."""
+    return x.rolling_quantile(QUANTILE, "linear", h).shift(-h).over("series")
+
+
 def pinball(y: pl.Expr, q: pl.Expr, quantile: float = QUANTILE) -> pl.Expr:
     """Pinball (quantile) loss of forecast q against realised y at this quantile."""
     return pl.when(y >= q).then(quantile * (y - q)).otherwise((1.0 - quantile) * (q - y))
@@ -76,9 +86,8 @@ def backtest(
         x.alias("_x"),
         step.alias("_step"),
         n.alias("_n"),
-        # the window t+1..t+h is the rolling window ending at t+h, shifted back by h
-        x.rolling_mean(h).shift(-h).over("series").alias("target_mean"),
-        x.rolling_quantile(QUANTILE, "linear", h).shift(-h).over("series").alias("target_p90"),
+        window_mean(x, h).alias("target_mean"),
+        window_p90(x, h).alias("target_p90"),
         *(f.alias(f"_y{j}") for j, f in enumerate(future, start=1)),
     ).join(forecasts, on=["series", "ts"], how="left")
     ys = [pl.col(f"_y{j}") for j in range(1, h + 1)]

@@ -15,10 +15,10 @@ differently (on Bitbrains CPU it cut the validation MAE by about 2 points of the
 baseline's). `SCALED` lists it. Quantiles and the minimum of the recent windows describe their
 shape beyond mean, max and spread (about half a point more on two validation splits).
 
-`targets` gives, per row, the quantities a forecast made there is scored against, with the
-definitions of `analytics.backtest`: the mean and the 90th percentile (linear) of the next
-h = H / 5 values, plus one of those values drawn at random (`target_draw`), whose 0.9 quantile is
-what minimises the backtest's pinball loss averaged over the window.
+`targets` gives, per row, what the two models learn, with the definitions of
+`analytics.backtest`: the mean of the next h = H / 5 values, and one of those values drawn at
+random (`target_draw`), whose 0.9 quantile is what minimises the backtest's pinball loss
+averaged over the window.
 
 The input must be sorted by `series, ts` on the regular 5-minute grid, as the loaders return it.
 """
@@ -30,7 +30,7 @@ import math
 import numpy as np
 import polars as pl
 
-from analytics.backtest import QUANTILE, horizon_steps
+from analytics.backtest import horizon_steps, window_mean
 
 EPS = 1e-6  # added to the level so an idle series divides by something
 CLIP = 100.0  # ratio features are clipped to +-CLIP
@@ -183,11 +183,10 @@ def prediction_rows(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyF
 def targets(
     frame: pl.DataFrame | pl.LazyFrame, column: str, horizon_min: int, *, seed: int = 0
 ) -> pl.LazyFrame:
-    """`series, ts, target_mean, target_p90, target_draw` for the next `horizon_min` minutes.
+    """`series, ts, target_mean, target_draw` for the next `horizon_min` minutes.
 
-    As in `analytics.backtest`: the mean and the linear 90th percentile of x_{t+1}..x_{t+h};
-    `target_draw` is x_{t+j} for j drawn uniformly from 1..h (seeded). Null when the window runs
-    past the end of the series.
+    `target_mean` is the backtest's mean of x_{t+1}..x_{t+h}; `target_draw` is x_{t+j} for j
+    drawn uniformly from 1..h (seeded). Null when the window runs past the end of the series.
     """
     h = horizon_steps(horizon_min)
     lazy = _lazy(frame)
@@ -200,11 +199,5 @@ def targets(
     return (
         lazy.select("series", "ts", x)
         .with_columns(draws)
-        .select(
-            "series",
-            "ts",
-            x.rolling_mean(h).shift(-h).over("series").alias("target_mean"),
-            x.rolling_quantile(QUANTILE, "linear", h).shift(-h).over("series").alias("target_p90"),
-            draw.alias("target_draw"),
-        )
+        .select("series", "ts", window_mean(x, h).alias("target_mean"), draw.alias("target_draw"))
     )
