@@ -10,8 +10,7 @@ at 0.9. Then the load and backtest timings and the machine it ran on.
 
 The learned model (`analytics.forecaster.LoadForecaster`) trains on the first 60% of each data
 set's time range (PlanetLab: by day) and is scored on the rest, beside the baselines scored on
-the same validation origins ("[val]"); a model missing from `MODELS` prints as "not yet
-available" rather than a made-up row.
+the same validation origins ("[val]").
 """
 
 from __future__ import annotations
@@ -57,7 +56,7 @@ HORIZONS = (30, 60)
 # cover within 0.85-0.95). The model's settings (residual target over the last value, `log_now`,
 # 300 rounds of 63 leaves) were chosen on Bitbrains CPU at 30 min by training on the first 45 %
 # of the time range and validating on 45-60 %, never on the scored range after 60 %.
-MODEL_PLACEHOLDER = "learned model"
+MODEL_NAME = "learned model"
 TRAIN_FRACTION = 0.6  # time-ordered split: train on the first 60 %, validate on the rest
 
 
@@ -160,7 +159,7 @@ def _learned(frame: pl.DataFrame, column: str, horizon_min: int) -> pl.DataFrame
 
 MODELS: dict[str, Forecaster] = {
     **{f"{name} [val]"[:26]: _on_validation(f) for name, f in BASELINES.items()},
-    MODEL_PLACEHOLDER: _learned,
+    MODEL_NAME: _learned,
 }
 # ---------------------------------------------------------------------------------------------
 
@@ -187,8 +186,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def verdict(horizon: int, column: str, scores: dict[str, dict[str, float]]) -> str:
     """The learned model against the best naive baseline on the same validation origins."""
-    model = scores.get(MODEL_PLACEHOLDER)
-    naive = {n: s for n, s in scores.items() if n in MODELS and n != MODEL_PLACEHOLDER}
+    model = scores.get(MODEL_NAME)
+    naive = {n: s for n, s in scores.items() if n in MODELS and n != MODEL_NAME}
     if model is None or not naive:
         return ""
     best_name, best = min(naive.items(), key=lambda item: item[1]["mae"])
@@ -221,11 +220,6 @@ def table(frame: pl.DataFrame, columns: tuple[str, ...], every: int) -> tuple[li
                     f"{s['coverage']:>9.3f}  {s['pinball']:>8.4f}  {int(s['origins']):>10,}"
                 )
             verdicts.append(verdict(horizon, column, scores))
-            if MODEL_PLACEHOLDER not in MODELS:
-                lines.append(
-                    f"  {horizon:>4} min  {column:<4}  {MODEL_PLACEHOLDER:<26}"
-                    f"{'-':>8}  {'-':>9}  {'-':>8}  {'-':>10}  not yet available (see MODELS)"
-                )
     return [*lines, "", *(v for v in verdicts if v)], spent
 
 
