@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -182,6 +183,63 @@ class Store:
         """Every guest's config facts (``guest_config``), sorted by vmid."""
         return self.read("SELECT * FROM guest_config ORDER BY vmid")
 
+    def has_guest_samples(self) -> bool:
+        """Whether any raw guest sample is kept; a store without one is backfilled first."""
+        frame = self.read("SELECT count(*) AS n FROM (SELECT 1 FROM guest_samples LIMIT 1)")
+        return int(frame["n"][0]) > 0
+
+    def newest_rollup(self) -> datetime | None:
+        """The newest 5-minute bucket of guest samples (None before the first roll-up): how
+        recently :meth:`maintain` ran, without keeping a record of it."""
+        newest = self.read("SELECT max(bucket) AS b FROM guest_samples_5m")["b"][0]
+        return newest if isinstance(newest, datetime) else None
+
+    def summary(self) -> StoreSummary:
+        """How much history the file holds, for a status line."""
+        row = self.read(
+            "SELECT (SELECT count(*) FROM guest_samples) AS guest_samples, "
+            "(SELECT max(ts) FROM guest_samples) AS newest_sample, "
+            "(SELECT count(*) FROM migrations WHERE status = 'ok') AS migrations_ok"
+        ).row(0, named=True)
+        return StoreSummary(
+            int(row["guest_samples"]), row["newest_sample"], int(row["migrations_ok"])
+        )
+
+    # --- migration records -------------------------------------------------------------------
+    def migrations(self) -> pl.DataFrame:
+        """Every migration record, all columns, in the order they started."""
+        return self.read("SELECT * FROM migrations ORDER BY started, id")
+
+    def completed_migrations(self, since: datetime) -> pl.DataFrame:
+        """Migrations that finished ``ok`` at or after ``since`` (the planner's cooldowns):
+        ``vmid, source, target, finished`` (epoch seconds), oldest first."""
+        return self.read(
+            "SELECT vmid, source, target, epoch(finished) AS finished FROM migrations "
+            "WHERE status = 'ok' AND finished >= $since ORDER BY finished",
+            {"since": utc_naive(since)},
+        )
+
+    def unfinished_migrations(self, only: str | None = None) -> pl.DataFrame:
+        """Records with an intent but no outcome (status ``intent`` or ``running``), all of them
+        or the one with id ``only``: ``id, plan_id, vmid, source, target, upid, status,
+        started`` (epoch seconds) ``, result``, oldest first."""
+        return self.read(
+            "SELECT id, plan_id, vmid, source, target, upid, status, "
+            "epoch(started) AS started, result FROM migrations "
+            "WHERE status IN ('intent', 'running') AND ($only IS NULL OR id = $only) "
+            "ORDER BY started",
+            {"only": only},
+        )
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """How much history a store holds (see :meth:`Store.summary`)."""
+
+    guest_samples: int
+    newest_sample: datetime | None  # naive UTC
+    migrations_ok: int
+
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     return [
@@ -225,6 +283,7 @@ __all__ = [
     "SchemaTooNewError",
     "Store",
     "StoreLockedError",
+    "StoreSummary",
     "read_frame",
     "scrub",
     "to_json",

@@ -69,12 +69,11 @@ def forecast_vs_actual(rt: Runtime, guests: tuple[Guest, ...], now: float) -> pl
 @task(name="build-report", cache_policy=NO_CACHE)
 def build(rt: Runtime, obs: Observation, days: float) -> CapacityReport:
     snapshot = obs.snapshot
-    migrations = rt.store.read("SELECT * FROM migrations")
     return build_report(
         snapshot,
         rt.settings.balance_policy(),
         node_history=node_history(rt.store, snapshot, days),
-        migrations=migrations,
+        migrations=rt.store.migrations(),
         guest_names={g.vmid: g.name for g in snapshot.guests},
         forecast_vs_actual=forecast_vs_actual(rt, snapshot.guests, snapshot.now),
         horizon_min=rt.settings.forecast.horizon_minutes,

@@ -216,14 +216,10 @@ def _store_status(rt: Runtime) -> None:
     if not rt.store.path.exists():
         console.print(f"history     none yet at {rt.store.path} (run `proxflow ingest`)")
         return
-    counts = rt.store.read(
-        "SELECT (SELECT count(*) FROM guest_samples) AS raw, "
-        "(SELECT max(ts) FROM guest_samples) AS newest, "
-        "(SELECT count(*) FROM migrations WHERE status = 'ok') AS moved"
-    ).row(0, named=True)
+    held = rt.store.summary()
     console.print(
-        f"history     {counts['raw']} raw guest samples, newest {counts['newest']}, "
-        f"{counts['moved']} migrations recorded ({rt.store.path})"
+        f"history     {held.guest_samples} raw guest samples, newest {held.newest_sample}, "
+        f"{held.migrations_ok} migrations recorded ({rt.store.path})"
     )
     models = saved_models(rt.settings.model_dir, rt.settings.forecast.horizon_minutes)
     if not models:

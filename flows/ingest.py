@@ -58,7 +58,7 @@ def _retention(rt: Runtime) -> Retention:
 
 
 def maintenance_due(store: Store, now: datetime) -> bool:
-    newest = store.read("SELECT max(bucket) AS b FROM guest_samples_5m")["b"][0]
+    newest = store.newest_rollup()
     return newest is None or newest < now.replace(tzinfo=None) - MAINTAIN_EVERY
 
 

@@ -40,12 +40,7 @@ class Observation:
 def recent_migrations(
     store: Store, now: float, days: float = HISTORY_DAYS
 ) -> list[MigrationRecord]:
-    since = datetime.fromtimestamp(now, UTC) - timedelta(days=days)
-    frame = store.read(
-        "SELECT vmid, source, target, epoch(finished) AS finished FROM migrations "
-        "WHERE status = 'ok' AND finished >= $since ORDER BY finished",
-        {"since": since.replace(tzinfo=None)},
-    )
+    frame = store.completed_migrations(datetime.fromtimestamp(now, UTC) - timedelta(days=days))
     return [
         MigrationRecord(int(r["vmid"]), r["source"], r["target"], float(r["finished"]))
         for r in frame.iter_rows(named=True)

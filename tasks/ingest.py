@@ -125,8 +125,7 @@ def collect(
 
 
 def needs_backfill(store: Store) -> bool:
-    frame = store.read("SELECT count(*) AS n FROM (SELECT 1 FROM guest_samples LIMIT 1)")
-    return int(frame["n"][0]) == 0
+    return not store.has_guest_samples()
 
 
 def backfill(

@@ -84,13 +84,6 @@ def unfinished_migrations(store: Store, only: str | None = None) -> list[Migrati
     Such a record belongs either to a run that died or to one still moving that guest; only
     the slots it holds tell them apart (see `flows.execute.resume_interrupted`).
     """
-    frame = store.read(
-        "SELECT id, plan_id, vmid, source, target, upid, status, "
-        "epoch(started) AS started, result FROM migrations "
-        "WHERE status IN ('intent', 'running') AND ($only IS NULL OR id = $only) "
-        "ORDER BY started",
-        {"only": only},
-    )
     return [
         MigrationRow(
             id=r["id"],
@@ -103,5 +96,5 @@ def unfinished_migrations(store: Store, only: str | None = None) -> list[Migrati
             started=r["started"],
             result=r["result"] or "",
         )
-        for r in frame.iter_rows(named=True)
+        for r in store.unfinished_migrations(only).iter_rows(named=True)
     ]

@@ -25,6 +25,7 @@ from analytics.store import (
     SchemaTooNewError,
     Store,
     StoreLockedError,
+    StoreSummary,
     read_frame,
     to_json,
 )
@@ -255,6 +256,92 @@ def test_a_window_can_read_only_the_columns_it_needs(tmp_path: Path) -> None:
     assert window["vmid"].to_list() == [100, 100, 101, 101]
     with pytest.raises(ValueError, match=r"guest_samples has no column\(s\) \['load'\]; it has"):
         store.guest_window(T0, T0 + timedelta(hours=1), columns=["load"])
+
+
+# --- what the pipeline asks the store --------------------------------------------------------
+
+
+def epoch(when: datetime) -> float:
+    return when.replace(tzinfo=UTC).timestamp()
+
+
+def record(id: str, status: str, started: datetime, finished: datetime | None) -> dict[str, Any]:
+    return {
+        "id": id,
+        "plan_id": "p1",
+        "vmid": int(id[1:]),
+        "source": "pve1",
+        "target": "pve2",
+        "upid": f"UPID:pve1:{id}",
+        "status": status,
+        "started": epoch(started),
+        "finished": None if finished is None else epoch(finished),
+        "result": "",
+    }
+
+
+def with_migrations(path: Path) -> Store:
+    store = Store(path)
+    hour = timedelta(hours=1)
+    rows = [
+        record("m104", "intent", T0 + 4 * hour, None),
+        record("m101", "ok", T0 + hour, T0 + hour + timedelta(minutes=2)),
+        record("m103", "running", T0 + 3 * hour, None),
+        record("m102", "failed", T0 + 2 * hour, T0 + 2 * hour + timedelta(minutes=1)),
+        record("m100", "ok", T0, T0 + timedelta(minutes=3)),
+    ]
+    store.upsert("migrations", pl.DataFrame(rows))
+    return store
+
+
+def test_migrations_are_every_record_in_the_order_they_started(tmp_path: Path) -> None:
+    store = with_migrations(tmp_path / "h.duckdb")
+    assert store.migrations()["id"].to_list() == ["m100", "m101", "m102", "m103", "m104"]
+
+
+def test_completed_migrations_are_the_ok_ones_finished_since_a_time_oldest_first(
+    tmp_path: Path,
+) -> None:
+    store = with_migrations(tmp_path / "h.duckdb")
+    done = store.completed_migrations(T0.replace(tzinfo=UTC))
+    assert done.rows() == [
+        (100, "pve1", "pve2", epoch(T0 + timedelta(minutes=3))),
+        (101, "pve1", "pve2", epoch(T0 + timedelta(hours=1, minutes=2))),
+    ]
+    later = store.completed_migrations(T0 + timedelta(minutes=30))  # naive is UTC
+    assert later["vmid"].to_list() == [101]
+
+
+def test_unfinished_migrations_are_the_records_with_an_intent_but_no_outcome(
+    tmp_path: Path,
+) -> None:
+    store = with_migrations(tmp_path / "h.duckdb")
+    open_ = store.unfinished_migrations()
+    assert open_.select("id", "status", "started").rows() == [
+        ("m103", "running", epoch(T0 + timedelta(hours=3))),
+        ("m104", "intent", epoch(T0 + timedelta(hours=4))),
+    ]
+    assert store.unfinished_migrations(only="m104")["id"].to_list() == ["m104"]
+    assert store.unfinished_migrations(only="m100").is_empty()  # finished
+
+
+def test_an_empty_store_has_no_samples_no_roll_up_and_says_so_in_its_summary(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    assert not store.has_guest_samples()
+    assert store.newest_rollup() is None
+    assert store.summary() == StoreSummary(0, None, 0)
+
+
+def test_after_an_ingest_and_a_roll_up_the_store_reports_what_it_holds(tmp_path: Path) -> None:
+    store = with_migrations(tmp_path / "h.duckdb")
+    store.append_guest_samples(guest_frame(100, T0, 12))
+    assert store.has_guest_samples()
+    assert store.newest_rollup() is None
+    store.maintain(T0 + timedelta(hours=1))
+    assert store.newest_rollup() == T0 + timedelta(minutes=10)
+    assert store.summary() == StoreSummary(12, T0 + timedelta(minutes=11), 2)
 
 
 # --- roll-ups and retention ------------------------------------------------------------------
