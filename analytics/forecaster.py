@@ -124,6 +124,7 @@ class LoadForecaster(BaseEstimator):  # type: ignore[misc]
                 & pl.col("target_mean").is_not_null()
                 & pl.col("target_draw").is_not_null()
             )
+            .sort("series", "ts")  # a join's row order varies from run to run; the sample must not
             .collect()
         )
         if rows.height == 0:

@@ -72,6 +72,15 @@ def test_the_model_fits_predicts_and_beats_last_value_on_a_seasonal_data_set(
     assert 0.8 < learned["coverage"] < 0.97
 
 
+def test_the_same_data_trains_the_same_model_even_when_rows_are_sampled(
+    data: pl.DataFrame,
+) -> None:
+    fits = [LoadForecaster(max_iter=20, max_train_rows=3_000).fit(data) for _ in range(3)]
+    first, *rest = (m.predict(data) for m in fits)
+    for other in rest:
+        assert_frame_equal(first, other)
+
+
 def test_a_frame_not_sorted_by_series_is_refused_rather_than_mispredicted(
     data: pl.DataFrame, model: LoadForecaster
 ) -> None:
