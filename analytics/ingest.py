@@ -88,7 +88,11 @@ def normalise(table: str, frame: pl.DataFrame, columns: list[str]) -> pl.DataFra
     if missing:
         raise ValueError(f"{table}: frame lacks required column(s) {missing}")
     frame = frame.select([c for c in columns if c in frame.columns])
-    fixes: list[pl.Expr] = []
+    # a column of only nulls has polars' Null type, which DuckDB cannot read from Arrow; as
+    # text it is a NULL of the column's own type once inserted
+    fixes: list[pl.Expr] = [
+        pl.col(c).cast(pl.String) for c, dtype in frame.schema.items() if dtype == pl.Null
+    ]
     for col in spec.times:
         if col not in frame.columns:
             continue

@@ -191,6 +191,22 @@ def test_a_frame_without_its_key_columns_is_refused(tmp_path: Path) -> None:
         Store(tmp_path / "h.duckdb").append_guest_samples(guest_frame(100, T0, 1).drop("kind"))
 
 
+def test_a_column_of_only_nulls_is_stored_as_nulls_of_the_table_s_type(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    # polars types such columns Null, which DuckDB cannot read from Arrow
+    no_memory = guest_frame(100, T0, 3).with_columns(mem=None, maxmem=None)
+    assert no_memory.schema["mem"] == pl.Null
+    assert store.append_guest_samples(no_memory) == 3
+    assert store.upsert("guest_samples", no_memory.with_columns(cpus=4)) == 3
+    stored = store.guest_window(T0, T0 + timedelta(minutes=3))
+    assert stored["mem"].null_count() == 3 and stored["cpus"].to_list() == [4, 4, 4]
+    skipped = pl.DataFrame(
+        {"id": ["m1"], "vmid": [100], "source": ["pve1"], "target": ["pve2"], "upid": [None]}
+    )
+    assert store.append("migrations", skipped.with_columns(started=None, finished=None)) == 1
+    assert store.migrations()["upid"].to_list() == [None]
+
+
 def test_epoch_seconds_and_aware_datetimes_land_as_naive_utc(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.duckdb")
     epoch = int(T0.replace(tzinfo=UTC).timestamp())
