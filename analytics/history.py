@@ -58,13 +58,17 @@ def to_grid(frame: pl.DataFrame, key: str, value_cols: Sequence[str]) -> pl.Data
     )
 
 
-def recent_history(store: Store, now: float, hours: float = 24.0) -> pl.DataFrame:
-    """The last `hours` of raw guest samples on the 5-minute grid (`series, ts, cpu, mem, cpus`).
+def recent_history(
+    store: Store, now: float, hours: float = 24.0, vmids: Sequence[int] | None = None
+) -> pl.DataFrame:
+    """The last `hours` of raw guest samples on the 5-minute grid (`series, ts, cpu, mem, cpus`),
+    of every guest or only of `vmids`.
 
     What a forecast is made from: a day of raw samples covers the features' longest lag.
     """
     end = datetime.fromtimestamp(now, UTC) + timedelta(seconds=1)
-    raw = store.guest_window(end - timedelta(hours=hours), end, columns=("cpu", "mem", "cpus"))
+    start = end - timedelta(hours=hours)
+    raw = store.guest_window(start, end, vmids, columns=("cpu", "mem", "cpus"))
     return to_grid(raw, "vmid", ("cpu", "mem", "cpus"))
 
 

@@ -46,7 +46,9 @@ def forecast_vs_actual(rt: Runtime, guests: tuple[Guest, ...], now: float) -> pl
     cores = pl.DataFrame(
         {"series": [str(g.vmid) for g in busiest], "cores": [float(g.vcpus) for g in busiest]}
     )
-    history = recent_history(rt.store, now).join(cores, on="series", how="inner")
+    history = recent_history(rt.store, now, vmids=[g.vmid for g in busiest]).join(
+        cores, on="series", how="inner"
+    )
     if history.is_empty():
         return None
     said = model.forecast(history.select("series", "ts", "cpu"), "cpu", horizon)

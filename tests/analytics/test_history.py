@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from analytics import Store
-from analytics.history import dense_tail, node_history, to_grid
+from analytics.history import dense_tail, node_history, recent_history, to_grid
 from engine import ClusterSnapshot, Node
 
 T0 = datetime(2026, 1, 1)
@@ -92,3 +92,18 @@ def test_node_history_is_thirty_minute_means_with_roll_ups_before_the_raw_sample
 def test_node_history_of_an_empty_store_is_empty(tmp_path: Path) -> None:
     snapshot = ClusterSnapshot(nodes=(Node("pve1", cpus=16, memory=128),), guests=(), now=0.0)
     assert node_history(Store(tmp_path / "history.duckdb"), snapshot, days=1).is_empty()
+
+
+def test_recent_history_can_read_only_some_guests(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    rows = [
+        {"vmid": v, "ts": at(m), "node": "pve1", "kind": "qemu", "cpu": 0.1 * v, "cpus": 2}
+        for v in (1, 2, 3)
+        for m in range(0, 60, 5)
+    ]
+    store.append_guest_samples(pl.DataFrame(rows))
+    now = at(60).replace(tzinfo=UTC).timestamp()
+    assert recent_history(store, now)["series"].unique().sort().to_list() == ["1", "2", "3"]
+    some = recent_history(store, now, vmids=[1, 3])
+    assert some["series"].unique().sort().to_list() == ["1", "3"]
+    assert some.filter(series="3")["cpu"].to_list() == pytest.approx([0.3] * 12)

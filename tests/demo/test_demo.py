@@ -38,3 +38,4 @@ def test_the_demo_leaves_a_history_and_an_offline_report(demo_run: DemoRun) -> N
     assert counts["samples"] > 10_000 and counts["moved"] > 0 and counts["plans"] >= 2
     page = (demo_run.data_dir / "capacity-report.html").read_text()
     assert "<svg" in page and "https://" not in page and "http://" not in page
+    assert "forecast (band: p90)" in page  # the busiest guests' forecasts against what came
