@@ -58,10 +58,15 @@ def room(
 ) -> Room:
     """Whether `nodes` stay within each cap once their load changes by `cpu90` p90 host
     cores, `mem90` bytes of p90 memory and `vcpus` configured vCPUs (negative: load that
-    leaves). The amounts may be arrays of candidates; they broadcast against the nodes."""
+    leaves). The amounts may be arrays of candidates; they broadcast against the nodes.
+
+    A change that lowers a node's p90 CPU is within the CPU load cap even if the node stays
+    above it: an exchange that relieves a node running hot leaves it no worse. Memory and the
+    vCPU overcommit cap are hard limits: a node above them receives nothing."""
     cap = caps(state, policy, nodes)
+    relieved = np.asarray(cpu90) < 0
     return Room(
-        state.cpu_p90[nodes] + cpu90 <= cap.cpu90,
+        (state.cpu_p90[nodes] + cpu90 <= cap.cpu90) | relieved,
         state.mem_p90[nodes] + mem90 <= cap.mem90,
         state.vcpus[nodes] + vcpus <= cap.vcpus,
     )

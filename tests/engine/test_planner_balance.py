@@ -340,6 +340,21 @@ def test_an_exchange_leaves_neither_node_above_its_cpu_load_or_memory_cap(
         assert mem90[m.target] <= 62 * GIB, m
 
 
+def test_an_exchange_may_relieve_a_node_already_above_its_cpu_load_cap():
+    # as above, with the ballast peaking at 14 cores: pve1 is at 15 > 14.4 before the exchange
+    # and 14.5 after it, still over the cap but less loaded, so the exchange is no worse for it
+    snap = snapshot(
+        nodes("pve1", "pve2"),
+        [
+            guest(101, "pve1", cpu=1, mem_gib=40),
+            guest(102, "pve1", cpu=8, mem_gib=8, lock="backup"),
+            guest(201, "pve2", cpu=0.5, mem_gib=8),
+        ],
+        forecasts=[forecast(102, 8, 8, cpu_p90=14)],
+    )
+    assert targets(run(snap, policy(cpu_weight=0))) == {101: "pve2", 201: "pve1"}
+
+
 # -- budgets -------------------------------------------------------------------------------------
 
 
