@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from threadpoolctl import threadpool_limits
 
 from analytics import Store
 from analytics.backtest import horizon_steps, score
@@ -139,10 +138,8 @@ def train_one(
             f"too little history to train ({data.height} rows on the 5-minute grid; "
             f"{needed} rows of one series before the validation split are needed)",
         )
-    # one OpenMP thread: flow runs share hosts, and gradient boosting's spinning threads slow
-    # down several-fold when the cores are busy (100 s instead of 16 s measured on 2 cores)
-    with threadpool_limits(limits=1, user_api="openmp"):
-        model = LoadForecaster(column, horizon_min).fit(data.filter(pl.col("ts") < start_ts))
+    # the forecaster boosts on one OpenMP thread by default: flow runs share hosts
+    model = LoadForecaster(column, horizon_min).fit(data.filter(pl.col("ts") < start_ts))
     scores = score(data, only_after(model.forecast, start_ts), column, horizon_min)
     baselines = {
         name: score(data, only_after(f, start_ts), column, horizon_min)
