@@ -28,6 +28,7 @@ after it. Persistence and the promotion rule are in `analytics.model_store`.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Self
@@ -140,11 +141,10 @@ class LoadForecaster(BaseEstimator):  # type: ignore[misc]
         y_draw = (rows["target_draw"] / rows["level"]).to_numpy()
         p90 = {**P90_BOOSTING, "max_iter": min(P90_BOOSTING["max_iter"], self.max_iter)}
         with self._threads():
-            mean_model = self._booster(loss=self.loss).fit(x, y_mean, sample_weight=weight)
+            self.mean_model_ = self._booster(loss=self.loss).fit(x, y_mean, sample_weight=weight)
             self.p90_model_ = self._booster(loss="quantile", quantile=QUANTILE, **p90).fit(
                 x, y_draw, sample_weight=weight
             )
-        self.mean_model_ = mean_model
         self.format_ = MODEL_FORMAT
         self.n_features_in_ = len(FEATURES)
         self.feature_names_ = list(FEATURES)
@@ -254,7 +254,6 @@ def split_forecaster(
     """A backtest forecaster: trains a `LoadForecaster(**params)` on the rows before
     `split(frame)` and forecasts from the rows at or after it (null before, so the backtest
     scores only validation origins). `on_fit(model, seconds)` is told of each fit."""
-    import time
 
     def forecast(frame: pl.DataFrame, column: str, horizon_min: int) -> pl.DataFrame:
         start_ts = split(frame)

@@ -92,7 +92,7 @@ def save(
     model_path = directory / MODEL_FILE
     sio.dump(model, model_path)
     metadata: dict[str, Any] = {
-        "format": getattr(model, "format_", MODEL_FORMAT),
+        "format": model.format_,
         "versions": library_versions(),
         "model_sha256": _sha256(model_path),
         "column": model.column,
