@@ -34,6 +34,7 @@ from analytics.baselines import BASELINES, Forecaster  # noqa: E402
 from analytics.forecaster import (  # noqa: E402
     LoadForecaster,
     day_split,
+    only_after,
     split_forecaster,
     time_split,
 )
@@ -103,9 +104,7 @@ def _on_validation(forecaster: Forecaster) -> Forecaster:
     """A baseline scored only from the validation origins, to compare with the learned model."""
 
     def forecast(frame: pl.DataFrame, column: str, horizon_min: int) -> pl.DataFrame:
-        valid = pl.col("ts") >= _split(frame)
-        out = forecaster(frame, column, horizon_min)
-        return out.with_columns(pl.when(valid).then("mean").alias("mean"))
+        return only_after(forecaster, _split(frame))(frame, column, horizon_min)
 
     return forecast
 
