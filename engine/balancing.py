@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.filters import feasible_targets, fits, penalties
+from engine.filters import feasible_targets, penalties, room
 from engine.plan import Reason
 from engine.planning import PlanBuilder, Unit
 
@@ -331,8 +331,8 @@ class Balancing(PlanBuilder):
             if self._swappable(unit):
                 by_node.setdefault(st.where[unit.vmids[0]], []).append(unit)
         mine = by_node.get(source, [])
-        room = self.budget.node_room(self.planned().values(), st.names, 2)
-        if not mine or not room[source]:
+        room2 = self.budget.node_room(self.planned().values(), st.names, 2)
+        if not mine or not room2[source]:
             return False
         best: tuple[float, Unit, Unit, int, float] | None = None
         a = np.array([st.unit_totals(u.vmids) for u in mine])
@@ -340,7 +340,7 @@ class Balancing(PlanBuilder):
         n_e = st.n_eligible
         for t in cool:
             theirs = by_node.get(t, [])
-            if not theirs or not room[t]:
+            if not theirs or not room2[t]:
                 continue
             b = np.array([st.unit_totals(u.vmids) for u in theirs])
             cost_b = np.array([self.cost(u.vmids) for u in theirs])
@@ -369,8 +369,8 @@ class Balancing(PlanBuilder):
             ok &= new_t < scores[source]
             # both nodes must fit once the exchange is done: each gains one guest, loses one
             shift = a[:, None, :] - b[None, :, :]  # what the target gains, the source loses
-            ok &= fits(st, policy, shift[..., 1], shift[..., 3], shift[..., 4], t)
-            ok &= fits(st, policy, -shift[..., 1], -shift[..., 3], -shift[..., 4], source)
+            ok &= room(st, policy, shift[..., 1], shift[..., 3], shift[..., 4], t).fits()
+            ok &= room(st, policy, -shift[..., 1], -shift[..., 3], -shift[..., 4], source).fits()
             ok &= value > 2 * policy.margin
             if not ok.any():
                 continue
@@ -482,16 +482,16 @@ class Balancing(PlanBuilder):
 
         ok = np.tile(eligible, (len(units), 1))
         ok[:, source] = False
-        ok &= fits(st, self.policy, cpu90[:, None], mem90[:, None], vcpu[:, None])
+        ok &= room(st, self.policy, cpu90[:, None], mem90[:, None], vcpu[:, None]).fits()
         ok &= scores + delta < scores[source]
-        room: dict[int, np.ndarray] = {}
+        room_for: dict[int, np.ndarray] = {}
         planned = list(self.planned().values())
         for k, unit in enumerate(units):
             vmids = list(unit.vmids)
             moving = sum(1 for v in vmids if v not in self.moves)
-            if moving not in room:
-                room[moving] = np.array(self.budget.node_room(planned, st.names, moving))
-            ok[k] &= room[moving]
+            if moving not in room_for:
+                room_for[moving] = np.array(self.budget.node_room(planned, st.names, moving))
+            ok[k] &= room_for[moving]
             if self.rules.groups_of_any(vmids) or any(
                 v in self.rules.allowed or v in self.rules.preferred for v in vmids
             ):

@@ -39,6 +39,12 @@ class Room(NamedTuple):
     mem90: Mask
     vcpus: Mask
 
+    def fits(self, balancing: bool = True) -> Mask:
+        """Within every cap; the CPU load cap binds balancing only, so repairs and
+        evacuations may fill a node's CPUs."""
+        ok: Mask = self.mem90 & self.vcpus
+        return ok & self.cpu90 if balancing else ok
+
 
 def caps(state: State, policy: Policy, nodes: Nodes = slice(None)) -> Caps:
     return Caps(
@@ -70,22 +76,6 @@ def room(
         state.mem_p90[nodes] + mem90 <= cap.mem90,
         state.vcpus[nodes] + vcpus <= cap.vcpus,
     )
-
-
-def fits(
-    state: State,
-    policy: Policy,
-    cpu90: Amount,
-    mem90: Amount,
-    vcpus: Amount,
-    nodes: Nodes = slice(None),
-    balancing: bool = True,
-) -> Mask:
-    """Whether `nodes` stay within every cap after the change (see `room`); the CPU load cap
-    binds balancing only, so repairs and evacuations may fill a node's CPUs."""
-    within = room(state, policy, cpu90, mem90, vcpus, nodes)
-    ok: Mask = within.mem90 & within.vcpus
-    return ok & within.cpu90 if balancing else ok
 
 
 def why_unmovable(
@@ -130,7 +120,7 @@ def feasible_targets(
         ok[source] = False
     _, cpu90, _, mem90, vcpus = state.unit_totals(vmids)
     if capacity:
-        ok &= fits(state, policy, cpu90, mem90, vcpus, balancing=balancing)
+        ok &= room(state, policy, cpu90, mem90, vcpus).fits(balancing)
     for v in vmids:
         allowed = rules.allowed.get(v)
         if allowed is not None:
