@@ -4,7 +4,9 @@ promotion rule."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -117,6 +119,14 @@ def test_a_saved_and_loaded_model_round_trips_its_predictions(
     assert metadata["data_hash"] == model.data_hash_
 
 
+def edit_metadata(directory: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    """Change a saved model's metadata file in place, as another version would have written it."""
+    path = directory / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    change(metadata)
+    path.write_text(json.dumps(metadata))
+
+
 def test_only_the_last_models_are_kept(model: LoadForecaster, tmp_path: Path) -> None:
     made = [save(model, tmp_path, keep=2) for _ in range(3)]
     assert versions(tmp_path) == made[1:]
@@ -126,10 +136,7 @@ def test_a_model_whose_metadata_says_another_sklearn_version_is_refused(
     model: LoadForecaster, tmp_path: Path
 ) -> None:
     directory = save(model, tmp_path)
-    path = directory / METADATA_FILE
-    metadata = json.loads(path.read_text())
-    metadata["versions"]["scikit-learn"] = "0.24.2"
-    path.write_text(json.dumps(metadata))
+    edit_metadata(directory, lambda m: m["versions"].update({"scikit-learn": "0.24.2"}))
     with pytest.raises(ModelLoadError, match=r"model\.skops.*scikit-learn 0\.24\.2 \(running"):
         load(directory)
 
@@ -138,11 +145,8 @@ def test_a_model_saved_in_an_older_format_is_refused_because_its_features_differ
     model: LoadForecaster, tmp_path: Path
 ) -> None:
     directory = save(model, tmp_path)
-    path = directory / METADATA_FILE
-    metadata = json.loads(path.read_text())
-    assert metadata["format"] == MODEL_FORMAT
-    metadata["format"] = MODEL_FORMAT - 1
-    path.write_text(json.dumps(metadata))
+    assert json.loads((directory / METADATA_FILE).read_text())["format"] == MODEL_FORMAT
+    edit_metadata(directory, lambda m: m.update({"format": MODEL_FORMAT - 1}))
     with pytest.raises(ModelLoadError, match=rf"model format {MODEL_FORMAT - 1}.*retrain"):
         load(directory)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,14 +12,28 @@ import pytest
 from analytics import Store
 from engine import Move, Reason
 from flows.capacity import capacity_report
-from flows.execute import resume_interrupted
+from flows.execute import limits_of, resume_interrupted
 from flows.ingest import ingest
 from flows.place import place
-from flows.runtime import connect
+from flows.runtime import Runtime, connect
 from flows.settings import Settings
 from pvesim import Simulator
+from tasks.limits import migration_slots
 from tasks.records import MigrationRow, record_migration
 from tests.conftest import Control
+
+
+def intent(rt: Runtime, record_id: str, target: str) -> MigrationRow:
+    """An intent record for the first running guest, as a run writes it before its POST."""
+    guest = next(g for g in rt.gateway.inventory().guests if g.running)
+    return MigrationRow(
+        id=record_id,
+        plan_id=record_id.split(":")[0],
+        vmid=guest.vmid,
+        source=guest.node,
+        target=target,
+        started=rt.gateway.cluster_time(),
+    )
 
 
 def test_ingest_backfills_once_then_adds_only_new_samples(
@@ -93,18 +108,10 @@ def test_resuming_settles_a_record_whose_request_never_reached_pve(
 ) -> None:
     settings = configure(make_sim("small", speed=0.0))
     rt = connect(settings)
-    guest = next(g for g in rt.gateway.inventory().guests if g.running)
-    row = MigrationRow(
-        id="p1:1",
-        plan_id="p1",
-        vmid=guest.vmid,
-        source=guest.node,
-        target="x",
-        started=rt.gateway.cluster_time(),
-    )
+    row = intent(rt, "p1:1", "x")
     record_migration(rt.store, row)
     results = resume_interrupted(rt)
-    assert [(r.vmid, r.status) for r in results] == [(guest.vmid, "skipped")]
+    assert [(r.vmid, r.status) for r in results] == [(row.vmid, "skipped")]
     stored = rt.store.read("SELECT status, result FROM migrations WHERE id = 'p1:1'")
     assert stored["status"][0] == "skipped" and "never started" in stored["result"][0]
     assert resume_interrupted(rt) == []  # settled records are not resumed again
@@ -154,29 +161,16 @@ def test_resuming_follows_a_started_migration_to_its_end_without_starting_anothe
     started = Control(sim).events("migration_started")
     assert [e["vmid"] for e in started] == [guest.vmid]
     stored = rt.store.read("SELECT status, upid, finished FROM migrations WHERE id = 'p2:1'")
-    assert stored.row(0) == ("ok", upid, stored["finished"][0])
-    assert stored["finished"][0] is not None
+    status, recorded_upid, finished = stored.row(0)
+    assert (status, recorded_upid) == ("ok", upid) and finished is not None
 
 
 def test_resuming_leaves_alone_a_record_whose_run_is_still_moving_the_guest(
     make_sim: Callable[..., Simulator], configure: Callable[..., Settings]
 ) -> None:
-    import threading
-
-    from flows.execute import limits_of
-    from tasks.limits import migration_slots
-
     settings = configure(make_sim("small", speed=0.0))
     rt = connect(settings)
-    guest = next(g for g in rt.gateway.inventory().guests if g.running)
-    live = MigrationRow(
-        id="p3:1",
-        plan_id="p3",
-        vmid=guest.vmid,
-        source=guest.node,
-        target="pve9",
-        started=rt.gateway.cluster_time(),
-    )
+    live = intent(rt, "p3:1", "pve9")
     holding, release = threading.Event(), threading.Event()
 
     def the_live_run() -> None:
