@@ -88,25 +88,24 @@ def normalise(table: str, frame: pl.DataFrame, columns: list[str]) -> pl.DataFra
     if missing:
         raise ValueError(f"{table}: frame lacks required column(s) {missing}")
     frame = frame.select([c for c in columns if c in frame.columns])
-    # a column of only nulls has polars' Null type, which DuckDB cannot read from Arrow; as
-    # text it is a NULL of the column's own type once inserted
-    fixes: list[pl.Expr] = [
-        pl.col(c).cast(pl.String) for c, dtype in frame.schema.items() if dtype == pl.Null
-    ]
+    # one fix per column, a later one replacing an earlier. A column of only nulls has polars'
+    # Null type, which DuckDB cannot read from Arrow; as text it is a NULL of the column's own
+    # type once inserted, unless a fix below gives it a type of its own
+    fixes = {c: pl.col(c).cast(pl.String) for c, dtype in frame.schema.items() if dtype == pl.Null}
     for col in spec.times:
         if col not in frame.columns:
             continue
         dtype = frame.schema[col]
         if dtype.is_numeric():
-            fixes.append(pl.from_epoch(pl.col(col).cast(pl.Int64), time_unit="s").alias(col))
+            fixes[col] = pl.from_epoch(pl.col(col).cast(pl.Int64), time_unit="s").alias(col)
         elif isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            fixes.append(pl.col(col).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+            fixes[col] = pl.col(col).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
     for col in spec.jsons:
         if col in frame.columns:
-            fixes.append(pl.col(col).map_elements(lambda s: to_json(json.loads(s)), pl.String))
+            fixes[col] = pl.col(col).map_elements(lambda s: to_json(json.loads(s)), pl.String)
     for col in spec.rounded:
         if col in frame.columns:
-            fixes.append(pl.col(col).cast(pl.Float64).round(CPU_DECIMALS))
+            fixes[col] = pl.col(col).cast(pl.Float64).round(CPU_DECIMALS)
     for col in spec.lists:
         if col not in frame.columns:
             continue
@@ -114,5 +113,5 @@ def normalise(table: str, frame: pl.DataFrame, columns: list[str]) -> pl.DataFra
         if not isinstance(dtype, pl.List | pl.Null):
             raise ValueError(f"{table}.{col} must be a list of strings (or null), got {dtype}")
         # a column of only empty lists arrives as list[null]; the table wants list[str]
-        fixes.append(pl.col(col).cast(pl.List(pl.String)))
-    return frame.with_columns(fixes) if fixes else frame
+        fixes[col] = pl.col(col).cast(pl.List(pl.String))
+    return frame.with_columns(fixes.values()) if fixes else frame

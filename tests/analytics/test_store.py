@@ -207,6 +207,21 @@ def test_a_column_of_only_nulls_is_stored_as_nulls_of_the_table_s_type(tmp_path:
     assert store.migrations()["upid"].to_list() == [None]
 
 
+def test_a_column_of_only_nulls_that_is_rounded_json_or_a_list_is_stored_as_nulls_too(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    no_cpu = guest_frame(100, T0, 2).with_columns(cpu=None)  # rounded to six decimals
+    assert store.append_guest_samples(no_cpu) == 2
+    assert store.guest_window(T0, T0 + timedelta(minutes=2))["cpu"].null_count() == 2
+    run = pl.DataFrame({"run_id": ["r1"], "flow": ["balance"], "parameters": [None]})  # JSON
+    assert store.append("runs", run) == 1
+    assert store.read("SELECT parameters FROM runs")["parameters"].to_list() == [None]
+    unknown = config_frame([100], "pve1", [[]]).with_columns(local_resources=None)  # a list
+    assert store.upsert("guest_config", unknown) == 1
+    assert store.guest_configs()["local_resources"].to_list() == [None]
+
+
 def test_epoch_seconds_and_aware_datetimes_land_as_naive_utc(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.duckdb")
     epoch = int(T0.replace(tzinfo=UTC).timestamp())
