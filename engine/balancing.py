@@ -111,15 +111,12 @@ class Balancing(PlanBuilder):
                 by_node.setdefault(source, []).append(unit)
         return hot, by_node, spent
 
-    def _fresh(self, units: list[Unit]) -> int:
-        return sum(1 for u in units for v in u.vmids if v not in self.moves)
-
     def _options(
         self, hot: list[int], by_node: dict[int, list[Unit]], excluded: set[Key]
     ) -> list[Option]:
         """The paying options, best per migration first (ties: hotter source, then order)."""
         found = [
-            Option(value, ((unit, target),), after, self._fresh([unit]))
+            Option(value, ((unit, target),), after, self.added_moves(unit))
             for s in hot
             for value, unit, target, after in self._best_from(s, by_node[s], top=OPTIONS_PER_SOURCE)
             if value > 0
@@ -181,7 +178,7 @@ class Balancing(PlanBuilder):
                 f"(net {net:.2%})"
             )
             return False
-        self._take(Option(net, ((unit, target),), after, self._fresh([unit])), excluded)
+        self._take(Option(net, ((unit, target),), after, self.added_moves(unit)), excluded)
         return True
 
     def _pairs(self, hot: list[int], by_node: dict[int, list[Unit]], top: int) -> list[Option]:
@@ -256,7 +253,7 @@ class Balancing(PlanBuilder):
             + st.w_mem * totals[:, 2:3] / st.memory[None, :]
         )
         cost = np.array([self.cost(u.vmids) for u in units])
-        moves = np.array([max(self._fresh([u]), 1) for u in units], dtype=float)
+        moves = np.array([max(self.added_moves(u), 1) for u in units], dtype=float)
         source = st.where[units[0].vmids[0]]
         feas = np.array(
             [feasible_targets(list(u.vmids), source, st, self.rules, policy, True) for u in units]
@@ -406,8 +403,7 @@ class Balancing(PlanBuilder):
 
     def _per_move(self, candidate: tuple[float, Unit, int, float]) -> float:
         """A candidate's net gain per migration it adds to the plan."""
-        new = sum(1 for v in candidate[1].vmids if v not in self.moves)
-        return candidate[0] / max(new, 1)
+        return candidate[0] / max(self.added_moves(candidate[1]), 1)
 
     def _try_chain(
         self, hot: list[int], by_source: dict[int, list[Unit]], imbalance: float
@@ -473,9 +469,8 @@ class Balancing(PlanBuilder):
         costs = np.array([self.cost(u.vmids) for u in units])
         # net of cost and of the margin each migration must pay, so a unit of k guests
         # competes per move spent: under a move budget that is what counts
-        moves = np.array(
-            [max(sum(1 for v in u.vmids if v not in self.moves), 1) for u in units], dtype=float
-        )
+        added = [self.added_moves(u) for u in units]
+        moves = np.array([max(n, 1) for n in added], dtype=float)
         value = (
             (st.imbalance() - after) * n_e - costs[:, None] - self.policy.margin * moves[:, None]
         )
@@ -486,9 +481,8 @@ class Balancing(PlanBuilder):
         ok &= scores + delta < scores[source]
         room_for: dict[int, np.ndarray] = {}
         planned = list(self.planned().values())
-        for k, unit in enumerate(units):
+        for k, (unit, moving) in enumerate(zip(units, added, strict=True)):
             vmids = list(unit.vmids)
-            moving = sum(1 for v in vmids if v not in self.moves)
             if moving not in room_for:
                 room_for[moving] = np.array(self.budget.node_room(planned, st.names, moving))
             ok[k] &= room_for[moving]

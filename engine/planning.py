@@ -66,6 +66,10 @@ class PlanBuilder:
         """Migration cost of moving these guests now; zero for guests the plan moves anyway."""
         return sum(self.migration_cost(v) for v in vmids if v not in self.moves)
 
+    def added_moves(self, unit: Unit) -> int:
+        """Migrations moving `unit` adds to the plan: re-targeting a planned move adds none."""
+        return sum(1 for v in unit.vmids if v not in self.moves)
+
     def migration_cost(self, vmid: int) -> float:
         g = self.guests[vmid]
         mem = self.snapshot.forecast(vmid).mem if g.running else 0.0
@@ -168,7 +172,7 @@ class PlanBuilder:
         if balancing:
             value = value - self.cost(vmids)
             ok &= target_load < self.state.scores()[source]
-            moving = len([v for v in vmids if v not in self.moves])
+            moving = self.added_moves(unit)
             ok &= np.array(self.budget.node_room(self.planned().values(), self.state.names, moving))
             if not ok.any():
                 return None, 0.0, 0.0
