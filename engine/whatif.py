@@ -66,7 +66,10 @@ def why_not_now(snapshot: ClusterSnapshot, policy: Policy, vmid: int, target: st
         return f"no node named {target!r}"
     if vmid not in state.where:
         return "the guest is not on any known node"
-    return _why_not(state, rules, policy, vmid, state.where[vmid], state.index[target], False)
+    t = state.index[target]
+    if feasible_targets([vmid], state.where[vmid], state, rules, policy, False)[t]:
+        return None
+    return _why_not(state, rules, policy, vmid, t, False)
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def best_nodes(
         after = scores.copy()
         after[t] += delta[t]
         imb = float(np.abs(after[state.eligible] - after[state.eligible].mean()).mean())
-        why = "" if ok[t] else _why_not(state, rules, policy, PROBE_VMID, None, t, True) or ""
+        why = "" if ok[t] else _why_not(state, rules, policy, PROBE_VMID, t, True)
         out.append(Placement(name, bool(ok[t]), float(after[t]), imb, float(pen[t]), why))
     # MAD does not move while no node crosses the mean: then the cooler node wins
     return sorted(
@@ -187,23 +190,15 @@ def best_nodes(
 
 
 def _why_not(
-    state: State,
-    rules: RuleSet,
-    policy: Policy,
-    vmid: int,
-    source: int | None,
-    t: int,
-    balancing: bool,
-) -> str | None:
-    """Why node `t` may not take `vmid` (from `source`, or from nowhere), or None: the hard
-    rules of `feasible_targets`, one by one. The CPU load cap binds `balancing` only."""
+    state: State, rules: RuleSet, policy: Policy, vmid: int, t: int, balancing: bool
+) -> str:
+    """Why node `t`, which `feasible_targets` ruled out for `vmid`, may not take it: its
+    hard rules, one by one. The CPU load cap binds `balancing` only."""
     name = state.names[t]
     if not state.online[t]:
         return f"{name} is offline"
     if name in rules.maintenance:
         return f"{name} is in maintenance"
-    if feasible_targets([vmid], source, state, rules, policy, balancing)[t]:
-        return None
     if not rules.may_run_on(vmid, name):
         return f"{rules.allowed_reason.get(vmid, 'a node restriction')} rules out {name}"
     _, cpu90, _, mem90, vcpus = state.unit_totals([vmid])
