@@ -14,7 +14,7 @@ from engine.planner import plan
 from engine.policy import Policy
 from engine.rules import RuleSet, build_rules
 from engine.state import State
-from engine.tags import IGNORE, split_tags
+from engine.tags import parse_tags, split_tags
 
 PROBE_VMID = -1  # the hypothetical guest being placed
 
@@ -92,7 +92,7 @@ def _failed(snapshot: ClusterSnapshot, node: str) -> ClusterSnapshot:
     def freed(g: Guest) -> Guest:
         if g.node != node:
             return g
-        tags = tuple(t for t in split_tags(g.tags) if not t.startswith(IGNORE))
+        tags = tuple(t for t in split_tags(g.tags) if not parse_tags(t).ignore)
         return replace(g, tags=tags, lock=None)
 
     return replace(snapshot, guests=tuple(freed(g) for g in snapshot.guests))
