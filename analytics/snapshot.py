@@ -33,7 +33,7 @@ import polars as pl
 
 from analytics.connect import fetch_frame, opened
 from analytics.schema import checked_version
-from analytics.store import Store
+from analytics.store import Store, fetch_completed_migrations
 from engine import (
     ClusterSnapshot,
     Forecast,
@@ -59,10 +59,6 @@ FROM guest_samples s LEFT JOIN guest_config c USING (vmid)
 WHERE s.ts = (SELECT max(ts) FROM guest_samples) ORDER BY s.vmid
 """
 _RULES = "SELECT kind, name, members FROM rules_seen WHERE ts = $at ORDER BY kind, name"
-_MIGRATIONS = """
-SELECT vmid, source, target, epoch(finished) AS finished FROM migrations
-WHERE status = 'ok' AND finished >= $since ORDER BY finished, vmid
-"""
 
 
 def snapshot_from_store(
@@ -89,7 +85,7 @@ def snapshot_from_store(
         assert isinstance(newest, datetime)
         guests = fetch_frame(con, _GUESTS)
         rules = fetch_frame(con, _RULES, {"at": newest})
-        moved = fetch_frame(con, _MIGRATIONS, {"since": newest - timedelta(days=history_days)})
+        moved = fetch_completed_migrations(con, newest - timedelta(days=history_days))
     # the last move of each guest that the newest sample did not see yet
     since_sample = moved.filter(pl.col("finished") > newest.replace(tzinfo=UTC).timestamp())
     moved_to = dict(zip(since_sample["vmid"], since_sample["target"], strict=True))

@@ -213,11 +213,8 @@ class Store:
     def completed_migrations(self, since: datetime) -> pl.DataFrame:
         """Migrations that finished ``ok`` at or after ``since`` (the planner's cooldowns):
         ``vmid, source, target, finished`` (epoch seconds), oldest first."""
-        return self.read(
-            "SELECT vmid, source, target, epoch(finished) AS finished FROM migrations "
-            "WHERE status = 'ok' AND finished >= $since ORDER BY finished",
-            {"since": utc_naive(since)},
-        )
+        with self.reader() as con:
+            return fetch_completed_migrations(con, since)
 
     def unfinished_migrations(self, only: str | None = None) -> pl.DataFrame:
         """Records with an intent but no outcome (status ``intent`` or ``running``), all of them
@@ -239,6 +236,17 @@ class StoreSummary:
     guest_samples: int
     newest_sample: datetime | None  # naive UTC
     migrations_ok: int
+
+
+def fetch_completed_migrations(con: duckdb.DuckDBPyConnection, since: datetime) -> pl.DataFrame:
+    """:meth:`Store.completed_migrations` on a connection the caller holds (a snapshot reads
+    all its parts on one), ties in time by vmid."""
+    return fetch_frame(
+        con,
+        "SELECT vmid, source, target, epoch(finished) AS finished FROM migrations "
+        "WHERE status = 'ok' AND finished >= $since ORDER BY finished, vmid",
+        {"since": utc_naive(since)},
+    )
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
