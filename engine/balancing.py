@@ -122,8 +122,7 @@ class Balancing(PlanBuilder):
             if value > 0
         ]
         found += [o for o in self._pairs(hot, by_node, OPTIONS_PER_SOURCE) if o.key not in excluded]
-        order = sorted(range(len(found)), key=lambda k: (-round(found[k].per_move, 12), k))
-        return [found[k] for k in order]
+        return sorted(found, key=lambda o: -round(o.per_move, 12))  # stable: ties keep order
 
     def _step(self, excluded: set[Key], deep: bool = False) -> bool:
         """One balancing step: the best single move (or, on a small cluster, ejection pair),
