@@ -7,7 +7,11 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
+from analytics import Store
 from bench.violations import check
 from engine import Policy, loads
 from flows.balance import balance, evacuate
@@ -20,10 +24,6 @@ BUDGET = {"max_moves": 20, "max_moves_per_node": 10}
 
 
 def latest_artifact(key: str) -> str:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
@@ -97,18 +97,11 @@ def test_running_balance_again_migrates_no_guest_twice(
 def test_a_dry_run_plans_and_publishes_but_never_migrates(
     demo: Simulator, configure: Callable[..., Settings]
 ) -> None:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
     configure(demo, policy=BUDGET)
     outcome = balance(dry_run=True)
     assert outcome.plan.moves and not outcome.executed
     assert migrations(Control(demo)) == []
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["proxflow-plan"]))
-        )
-    assert found and "Balance plan" in str(found[-1].data)
+    assert "Balance plan" in latest_artifact("proxflow-plan")
 
 
 def test_scheduled_runs_under_manual_automation_only_plan(
@@ -175,8 +168,6 @@ def test_a_failing_migration_is_recorded_failed_and_nothing_unplanned_moves(
     assert "failed" in latest_artifact("proxflow-plan-results")
     planned = {m.vmid for m in outcome.plan.moves}
     assert {e["vmid"] for e in migrations(control)} <= planned
-    from analytics import Store
-
     rows = Store(settings.store_path).read(
         "SELECT status, upid, finished FROM migrations WHERE vmid = $v", {"v": victim}
     )
