@@ -119,9 +119,10 @@ def node_history(store: Store, snapshot: ClusterSnapshot, days: float) -> pl.Dat
     """
     end = datetime.fromtimestamp(snapshot.now, UTC) + timedelta(seconds=1)
     start = end - timedelta(days=days)
-    raw = store.node_window(start, end).select("node", "ts", "cpu", "maxcpu", "mem", "maxmem")
-    first_raw = raw["ts"].min() if raw.height else end.replace(tzinfo=None)
-    rolled = store.node_window(start, end, resolution="5m")
+    raw = store.node_window(start, end, columns=("cpu", "maxcpu", "mem", "maxmem"))
+    first = raw["ts"].min()
+    first_raw = first if isinstance(first, datetime) else end
+    rolled = store.node_window(start, first_raw, resolution="5m", columns=("cpu_mean", "mem_mean"))
     if rolled.height:
         caps = pl.DataFrame(
             {
@@ -131,8 +132,7 @@ def node_history(store: Store, snapshot: ClusterSnapshot, days: float) -> pl.Dat
             }
         )
         rolled = (
-            rolled.filter(pl.col("bucket") < first_raw)
-            .rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"})
+            rolled.rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"})
             .join(caps, on="node", how="inner")
             .select("node", "ts", "cpu", "maxcpu", "mem", "maxmem")
         )
