@@ -20,10 +20,10 @@ import pytest
 
 from analytics import Store
 from pvesim import SimConfig, Simulator
-from tests.conftest import token_client, write_config
+from tests.conftest import Control, token_client, write_config
 from tests.e2e.conftest import PrefectServer, set_up
 from tests.e2e.processes import BIN, Processes, run, wait_for
-from tests.e2e.timeline import Interval, SimEvents, brackets, migrations
+from tests.e2e.timeline import Interval, brackets, migrations
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def crash(prefect_api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) 
     sim = Simulator(SimConfig(scenario="demo", speed=SLOW, auth_failure_delay=0)).start()
     procs = Processes(base, prefect_api.env)
     try:
-        events = SimEvents(sim)
+        control = Control(sim)
         config = write_config(
             base / "proxflow.yaml",
             sim,
@@ -70,7 +70,7 @@ def crash(prefect_api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) 
             """Migrations under way whose UPID the run has recorded (it logs them after)."""
             if first.popen.poll() is not None:
                 pytest.fail(f"the first run ended before any migration:\n{first.log.read_text()}")
-            seen = events.get()
+            seen = control.events()
             done = {e["upid"] for e in seen if e["kind"] == "migration_finished"}
             log = first.log.read_text(errors="replace")
             return [
@@ -84,7 +84,7 @@ def crash(prefect_api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) 
         interrupted = wait_for("a recorded migration of the first run", in_flight, 180, first.log)
         first.popen.kill()  # SIGKILL: no cleanup of any kind
         first.popen.wait(timeout=10)
-        events.set_speed(FAST)
+        control.post("clock", speed=FAST)
 
         # The dead run's slots (the cluster slot and both nodes') stay taken until their lease
         # runs out: lease_seconds (60, the server's minimum) after it was taken, plus up to one
@@ -92,7 +92,7 @@ def crash(prefect_api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) 
         # may follow the interrupted migration.
         run([BIN / "python", "-c", EVACUATE], env, timeout=300)
 
-        intervals = migrations(events.get())
+        intervals = migrations(control.events())
         store = Store(base / "data" / "history.duckdb")
         records = store.read(
             "SELECT plan_id, vmid, upid, status, epoch(started) AS started, "

@@ -22,12 +22,11 @@ from flows.runtime import endpoint
 from flows.settings import load_settings
 from pvesim import SimConfig, Simulator
 from tasks.pve import Gateway
-from tests.conftest import write_config
+from tests.conftest import Control, write_config
 from tests.e2e.conftest import POOL, PrefectServer, final_states, set_up, start_run
 from tests.e2e.processes import BIN, Processes, run, wait_for
 from tests.e2e.timeline import (
     Interval,
-    SimEvents,
     brackets,
     migrations,
     most_at_once,
@@ -96,7 +95,7 @@ def outcome(
         evacuate_id = start_run("evacuate/evacuate", node=EVACUATED)
         runs = final_states([balance_id, evacuate_id], 240, [w.log for w in workers])
         procs.stop_all()  # the workers, so the history file is ours to read
-        intervals = migrations(SimEvents(sim).get())
+        intervals = migrations(Control(sim).events())
         store = Store(base / "data" / "history.duckdb")
         records = store.read(
             "SELECT m.vmid, m.upid, m.status, epoch(m.started) AS started, "

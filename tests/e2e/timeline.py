@@ -6,41 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
-from pvesim import Simulator
-
-
-class SimEvents:
-    """The simulator's own event log over its control API: what really happened."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.url = f"https://{sim.host}/_sim"
-        self.verify = str(sim.ca_file)
-        self.headers = {"Authorization": f"PVEAPIToken={sim.token_id}={sim.token_secret}"}
-
-    def get(self, kind: str | None = None) -> list[dict[str, Any]]:
-        params = {"kind": kind} if kind else {}
-        r = requests.get(
-            f"{self.url}/events",
-            params=params,
-            headers=self.headers,
-            verify=self.verify,
-            timeout=10,
-        )
-        r.raise_for_status()
-        return list(r.json()["data"])
-
-    def set_speed(self, speed: float) -> None:
-        r = requests.post(
-            f"{self.url}/clock",
-            json={"speed": speed},
-            headers=self.headers,
-            verify=self.verify,
-            timeout=10,
-        )
-        r.raise_for_status()
-
 
 @dataclass(frozen=True)
 class Interval:
