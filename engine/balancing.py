@@ -247,10 +247,7 @@ class Balancing(PlanBuilder):
         the nodes its rules and capacity allow, and its soft-rule penalty on each node."""
         st, policy = self.state, self.policy
         totals = np.array([st.unit_totals(u.vmids) for u in units])
-        delta = (
-            st.w_cpu * totals[:, 0:1] / st.cpus[None, :]
-            + st.w_mem * totals[:, 2:3] / st.memory[None, :]
-        )
+        delta = st.share(totals[:, 0:1], totals[:, 2:3])
         cost = np.array([self.cost(u.vmids) for u in units])
         moves = np.array([max(self.added_moves(u), 1) for u in units], dtype=float)
         source = st.where[units[0].vmids[0]]
@@ -332,6 +329,7 @@ class Balancing(PlanBuilder):
             return False
         best: tuple[float, Unit, Unit, int, float] | None = None
         a = np.array([st.unit_totals(u.vmids) for u in mine])
+        share_a = st.share(a[:, 0:1], a[:, 2:3])  # per unit of `mine`, its load on each node
         cost_a = np.array([self.cost(u.vmids) for u in mine])
         n_e = st.n_eligible
         for t in cool:
@@ -340,15 +338,9 @@ class Balancing(PlanBuilder):
                 continue
             b = np.array([st.unit_totals(u.vmids) for u in theirs])
             cost_b = np.array([self.cost(u.vmids) for u in theirs])
-
-            def share(tot: np.ndarray, node: int) -> np.ndarray:
-                out: np.ndarray = (
-                    st.w_cpu * tot[:, 0] / st.cpus[node] + st.w_mem * tot[:, 2] / st.memory[node]
-                )
-                return out
-
-            new_s = scores[source] - share(a, source)[:, None] + share(b, source)[None, :]
-            new_t = scores[t] + share(a, t)[:, None] - share(b, t)[None, :]
+            share_b = st.share(b[:, 0:1], b[:, 2:3])
+            new_s = scores[source] - share_a[:, source, None] + share_b[None, :, source]
+            new_t = scores[t] + share_a[:, t, None] - share_b[None, :, t]
             others = np.array([scores[i] for i in eligible if i not in (source, t)])
             mean_after = (others.sum() + new_s + new_t) / n_e
             sad = (
@@ -452,7 +444,7 @@ class Balancing(PlanBuilder):
         n_e = st.n_eligible
         totals = np.array([st.unit_totals(u.vmids) for u in units])
         cpu, cpu90, mem, mem90, vcpu = totals.T
-        delta = st.w_cpu * cpu[:, None] / st.cpus + st.w_mem * mem[:, None] / st.memory
+        delta = st.share(cpu[:, None], mem[:, None])
         scores = st.scores()
         rest = np.tile(scores, (len(units), 1))
         rest[:, source] -= delta[:, source]

@@ -56,7 +56,6 @@ def plan_exact(snapshot: ClusterSnapshot, policy: Policy, time_limit: float = 10
     # loads of what cannot move stay put
     fixed = {v for unit in units for v in unit.vmids}
     static = _Static(state, fixed)
-    w_cpu, w_mem = state.w_cpu, state.w_mem
 
     cost = np.zeros(n_var)
     pen_cache: dict[int, np.ndarray] = {}
@@ -116,14 +115,10 @@ def plan_exact(snapshot: ClusterSnapshot, policy: Policy, time_limit: float = 10
             rows.append((touching, -np.inf, policy.max_moves_per_node))
     # deviation: d_n >= |L_n - mean|, with L_n linear in x
     node_load: list[dict[int, float]] = []
+    shares = [state.share(cpu, mem) for cpu, _, mem, _, _ in totals]  # per unit, on each node
     for t in eligible:
-        coef = {}
-        for j, col in enumerate(cols):
-            if col.node == t:
-                cpu, _, mem, _, _ = totals[col.unit]
-                coef[j] = w_cpu * cpu / state.cpus[t] + w_mem * mem / state.memory[t]
-        node_load.append(coef)
-    static_score = w_cpu * static.cpu / state.cpus + w_mem * static.mem / state.memory
+        node_load.append({j: float(shares[c.unit][t]) for j, c in enumerate(cols) if c.node == t})
+    static_score = state.share(static.cpu, static.mem)
     mean_coef: dict[int, float] = {}
     for coef in node_load:
         for j, a in coef.items():

@@ -83,9 +83,14 @@ class State:
             self._add(v, target, 1.0)
 
     # -- load ------------------------------------------------------------------------------
-    def scores(self) -> Vector:
-        result: Vector = self.w_cpu * self.cpu / self.cpus + self.w_mem * self.mem / self.memory
+    def share(self, cpu: float | Vector, mem: float | Vector) -> Vector:
+        """The load that `cpu` host cores and `mem` bytes make on each node: the weighted
+        share of its CPUs and memory. Arrays of amounts broadcast against the nodes."""
+        result: Vector = self.w_cpu * cpu / self.cpus + self.w_mem * mem / self.memory
         return result
+
+    def scores(self) -> Vector:
+        return self.share(self.cpu, self.mem)
 
     @property
     def n_eligible(self) -> int:
@@ -113,7 +118,7 @@ class State:
         and the variance after it (a tie-breaker: MAD is flat while no node crosses the mean,
         variance still prefers the coolest target)."""
         scores = self.scores()
-        delta = self.w_cpu * cpu / self.cpus + self.w_mem * mem / self.memory
+        delta = self.share(cpu, mem)
         n = len(self.names)
         after = np.tile(scores, (n, 1))
         after[:, source] -= delta[source]

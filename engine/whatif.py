@@ -169,7 +169,7 @@ def best_nodes(
     ok = feasible_targets([PROBE_VMID], None, state, rules, policy, balancing=True)
     pen = penalties([PROBE_VMID], state, rules, policy.soft_rule_penalty)
     scores = state.scores()
-    delta = state.w_cpu * cpu_v / state.cpus + state.w_mem * mem_v / state.memory
+    delta = state.share(cpu_v, mem_v)
     out = []
     for t, name in enumerate(state.names):
         after = scores.copy()
