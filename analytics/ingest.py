@@ -44,7 +44,9 @@ TABLES: dict[str, _Table] = {
     "rules_seen": _Table(("ts", "kind", "name"), (), ("ts",), ("members",)),
     "guest_config": _Table(("vmid",), (), ("checked",), lists=("local_resources",)),
     # roll-ups: `maintain` computes them, but writing them through the same path lets a
-    # benchmark or an import produce exactly the rows and order `maintain` would
+    # benchmark produce exactly the rows and order `maintain` would. Append the hourly rows
+    # with the 5-minute ones: `maintain` rolls 5-minute rows up only from the hour of the oldest
+    # raw sample on (and adds missing buckets only before the 5-minute cutoff)
     **{
         f"{entity}_samples_{res}": _Table(
             (key, "bucket"), ("n",), ("bucket",), rounded=("cpu_mean", "cpu_max"), indexed=False
