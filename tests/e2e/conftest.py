@@ -8,7 +8,6 @@ slowest step); each module brings its own simulator, config, limits and workers.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,23 +123,11 @@ def final_states(run_ids: list[str], timeout: float, logs: list[Path]) -> dict[s
     """Wait for every run to reach a final state; return the runs by id."""
     from prefect import get_client
 
-    done: dict[str, Any] = {}
-
-    def all_final() -> bool:
+    def all_final() -> dict[str, Any] | None:
         with get_client(sync_client=True) as client:
-            for run_id in run_ids:
-                flow_run = client.read_flow_run(UUID(run_id))
-                if flow_run.state is not None and flow_run.state.is_final():
-                    done[run_id] = flow_run
-        return len(done) == len(run_ids)
+            runs = {run_id: client.read_flow_run(UUID(run_id)) for run_id in run_ids}
+        if all(r.state is not None and r.state.is_final() for r in runs.values()):
+            return runs
+        return None
 
-    deadline = time.monotonic() + timeout
-    while not all_final():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {log.name} ---\n{tail_of(log, 25)}" for log in logs)
-            pytest.fail(
-                f"timed out after {timeout:g} s waiting for flow runs "
-                f"{sorted(set(run_ids) - set(done))} to finish\n{tails}"
-            )
-        time.sleep(1)
-    return done
+    return dict(wait_for(f"flow runs {run_ids} to finish", all_final, timeout, *logs))

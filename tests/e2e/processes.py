@@ -31,16 +31,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float, log: Path | None = None) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` (and the log tail)."""
+def wait_for(what: str, check: Callable[[], Any], timeout: float, *logs: Path) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` (and the logs' tails)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            tail = f"\n--- last lines of {log.name} ---\n{tail_of(log)}" if log else ""
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}{tail}")
+            tails = "".join(f"\n--- last lines of {log.name} ---\n{tail_of(log)}" for log in logs)
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}{tails}")
         time.sleep(0.25)
 
 
