@@ -48,7 +48,7 @@ def plan_evacuation(snapshot: ClusterSnapshot, policy: Policy, node: str) -> Pla
     """Move everything movable off `node`, honouring every rule; budgets grow to fit."""
     if node not in {n.name for n in snapshot.nodes}:
         raise ValueError(
-            f"no node named {node!r}; nodes are {sorted(n.name for n in snapshot.nodes)}"
+            f"no node named {node!r}; nodes are {', '.join(sorted(n.name for n in snapshot.nodes))}"
         )
     return plan(snapshot, _whole_node_budget(snapshot, policy, node), balance=False, evacuate=node)
 
