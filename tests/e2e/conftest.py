@@ -17,6 +17,7 @@ from uuid import UUID
 import pytest
 import requests
 
+from flows.settings import Settings, load_settings
 from tests.e2e.processes import BIN, Processes, free_port, tail_of, wait_for
 
 POOL = "proxflow"
@@ -101,12 +102,13 @@ def prefect_api(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
         yield prefect_server
 
 
-def set_up(config: Path) -> list[str]:
-    """What `proxflow setup` does, from this process: limits, kill switch and work pool."""
-    from flows.settings import load_settings
+def set_up(config: Path) -> Settings:
+    """What `proxflow setup` does (limits, kill switch, work pool), from this process."""
     from flows.setup import setup
 
-    return setup(load_settings(config), POOL)
+    settings = load_settings(config)
+    setup(settings, POOL)
+    return settings
 
 
 def start_run(deployment: str, **parameters: Any) -> str:

@@ -62,7 +62,7 @@ def crash(prefect_api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) 
         )
         env = {**prefect_api.env, "PROXFLOW_CONFIG": str(config)}
         procs.env = env
-        set_up(config)
+        settings = set_up(config)
 
         first = procs.start("first-run", BIN / "python", "-c", EVACUATE)
 
@@ -93,7 +93,7 @@ def crash(prefect_api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) 
         run([BIN / "python", "-c", EVACUATE], env, timeout=300)
 
         intervals = migrations(control.events())
-        store = Store(base / "data" / "history.duckdb")
+        store = Store(settings.store_path)
         records = store.read(
             "SELECT plan_id, vmid, upid, status, epoch(started) AS started, "
             "epoch(finished) AS finished, result FROM migrations"

@@ -19,7 +19,6 @@ from analytics import Store
 from bench.violations import check
 from engine import ClusterSnapshot, Policy
 from flows.runtime import endpoint
-from flows.settings import load_settings
 from pvesim import SimConfig, Simulator
 from tasks.pve import Gateway
 from tests.conftest import Control, write_config
@@ -76,8 +75,7 @@ def outcome(
         )
         env = {**prefect_api.env, "PROXFLOW_CONFIG": str(config)}
         procs.env = env
-        set_up(config)
-        settings = load_settings(config)
+        settings = set_up(config)
         before = Gateway.connect(endpoint(settings)).inventory().snapshot()
         run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
         workers = [
@@ -96,7 +94,7 @@ def outcome(
         runs = final_states([balance_id, evacuate_id], 240, [w.log for w in workers])
         procs.stop_all()  # the workers, so the history file is ours to read
         intervals = migrations(Control(sim).events())
-        store = Store(base / "data" / "history.duckdb")
+        store = Store(settings.store_path)
         records = store.read(
             "SELECT m.vmid, m.upid, m.status, epoch(m.started) AS started, "
             "epoch(m.finished) AS finished, p.run_id AS flow_run_id "
