@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,7 +19,7 @@ import pytest
 import requests
 
 from flows.settings import Settings, load_settings
-from tests.e2e.processes import BIN, Processes, free_port, tail_of, wait_for
+from tests.e2e.processes import BIN, Proc, Processes, free_port, tail_of, wait_for
 
 POOL = "proxflow"
 
@@ -109,6 +110,21 @@ def set_up(config: Path) -> Settings:
     settings = load_settings(config)
     setup(settings, POOL)
     return settings
+
+
+def start_workers(procs: Processes, names: list[str], *options: str) -> list[Proc]:
+    """Process workers on the pool, started as prefect.yaml documents; return once all poll."""
+    workers = [
+        procs.start(
+            name,
+            *(BIN / "prefect", "worker", "start", "--pool", POOL, "--type", "process"),
+            *("--install-policy", "never", "--name", name, *options),
+        )
+        for name in names
+    ]
+    for worker in workers:
+        wait_for(f"{worker.log.stem} to start", partial(worker.logged, "started!"), 90, worker.log)
+    return workers
 
 
 def start_run(deployment: str, **parameters: Any) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import polars as pl
@@ -22,8 +21,8 @@ from flows.runtime import endpoint
 from pvesim import SimConfig, Simulator
 from tasks.pve import Gateway
 from tests.conftest import Control, write_config
-from tests.e2e.conftest import POOL, PrefectServer, final_states, set_up, start_run
-from tests.e2e.processes import BIN, Processes, run, wait_for
+from tests.e2e.conftest import PrefectServer, final_states, set_up, start_run, start_workers
+from tests.e2e.processes import BIN, Processes, run
 from tests.e2e.timeline import (
     Interval,
     brackets,
@@ -78,16 +77,7 @@ def outcome(
         settings = set_up(config)
         before = Gateway.connect(endpoint(settings)).inventory().snapshot()
         run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
-        workers = [
-            procs.start(
-                name,
-                *(BIN / "prefect", "worker", "start", "--pool", POOL, "--type", "process"),
-                *("--install-policy", "never", "--name", name, "--limit", "1"),
-            )
-            for name in ("worker-a", "worker-b")
-        ]
-        for w in workers:
-            wait_for(f"{w.log.stem} to start", partial(w.logged, "started!"), 90, w.log)
+        workers = start_workers(procs, ["worker-a", "worker-b"], "--limit", "1")
         # created together: with --limit 1 each worker takes one and they run side by side
         balance_id = start_run("balance/balance", dry_run=False)
         evacuate_id = start_run("evacuate/evacuate", node=EVACUATED)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import pytest
@@ -17,8 +16,8 @@ import yaml
 
 from pvesim import SimConfig, Simulator
 from tests.conftest import write_config
-from tests.e2e.conftest import POOL, PrefectServer, final_states, start_run
-from tests.e2e.processes import BIN, ROOT, Processes, run, wait_for
+from tests.e2e.conftest import POOL, PrefectServer, final_states, start_run, start_workers
+from tests.e2e.processes import BIN, ROOT, Processes, run
 
 pytestmark = pytest.mark.slow
 
@@ -60,12 +59,7 @@ def deployed(
         output = run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
         with get_client(sync_client=True) as client:
             deployments = {d.name: d for d in client.read_deployments()}
-        worker = procs.start(
-            "worker",
-            *(BIN / "prefect", "worker", "start", "--pool", POOL, "--type", "process"),
-            *("--install-policy", "never", "--name", "deploy-worker"),
-        )
-        wait_for("the worker to start", partial(worker.logged, "started!"), 90, worker.log)
+        (worker,) = start_workers(procs, ["deploy-worker"])
         first = start_run(str(deployments["ingest"].id))
         runs = {"ingest": final_states([first], 180, [worker.log])[first]}
         ids = {
