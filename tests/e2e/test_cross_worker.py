@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 import polars as pl
@@ -144,8 +145,7 @@ def test_never_more_migrations_at_once_than_the_cluster_limit(outcome: Outcome) 
 def test_no_node_is_ever_in_two_migrations_at_once(outcome: Outcome) -> None:
     clashes = [
         (a, b)
-        for n, a in enumerate(outcome.intervals)
-        for b in outcome.intervals[n + 1 :]
+        for a, b in combinations(outcome.intervals, 2)
         if {a.source, a.target} & {b.source, b.target} and overlapping(a, b)
     ]
     assert clashes == []
@@ -159,8 +159,7 @@ def test_no_guest_is_migrated_by_both_runs_or_twice_at_once(outcome: Outcome) ->
     assert {vmid: r for vmid, r in runs_per_guest.items() if len(r) > 1} == {}
     same_guest = [
         (a, b)
-        for n, a in enumerate(outcome.intervals)
-        for b in outcome.intervals[n + 1 :]
+        for a, b in combinations(outcome.intervals, 2)
         if a.vmid == b.vmid and overlapping(a, b)
     ]
     assert same_guest == []
