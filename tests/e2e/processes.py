@@ -124,10 +124,6 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log: Path
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
     def logged(self, text: str) -> bool:
         return text in self.log.read_text(errors="replace")
 
