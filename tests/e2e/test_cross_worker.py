@@ -1,6 +1,6 @@
 """Two process workers run a balance and an evacuation at the same time against one cluster.
 
-The Prefect limits (2 migrations cluster-wide, 1 per node) are the only thing keeping the two
+The Prefect limits (3 migrations cluster-wide, 2 per node) are the only thing keeping the two
 flow runs, in two worker processes, from trampling each other; the simulator's event log says
 what really happened, the history store what the pipeline believes happened.
 """
@@ -34,7 +34,10 @@ from tests.e2e.timeline import (
 
 pytestmark = pytest.mark.slow
 
-CLUSTER_LIMIT = 2
+# each limit must be able to bind on its own: five nodes with two slots each fit five
+# migrations, more than the cluster's three, and three can all touch one node, more than two
+CLUSTER_LIMIT = 3
+NODE_LIMIT = 2
 EVACUATED = "pve2"  # balance moves guests off pve1 (the hot node); this one is emptied meanwhile
 SPEED = 10.0  # an 8 GiB live migration takes ~10 simulated seconds: about one real second
 
@@ -67,7 +70,7 @@ def outcome(
             base / "data",
             migrations={
                 "cluster_limit": CLUSTER_LIMIT,
-                "node_limit": 1,
+                "node_limit": NODE_LIMIT,
                 "lease_seconds": 60,
                 "poll_seconds": 0.2,
             },
@@ -138,17 +141,15 @@ def test_the_runs_migrated_at_the_same_time_so_the_limits_had_to_arbitrate(
 
 
 def test_never_more_migrations_at_once_than_the_cluster_limit(outcome: Outcome) -> None:
-    # with five nodes and one migration per node, two is also the most that fits
     assert most_at_once(outcome.intervals) <= CLUSTER_LIMIT
 
 
-def test_no_node_is_ever_in_two_migrations_at_once(outcome: Outcome) -> None:
-    clashes = [
-        (a, b)
-        for a, b in combinations(outcome.intervals, 2)
-        if {a.source, a.target} & {b.source, b.target} and overlapping(a, b)
-    ]
-    assert clashes == []
+def test_no_node_is_ever_in_more_migrations_at_once_than_the_node_limit(outcome: Outcome) -> None:
+    nodes = {n for i in outcome.intervals for n in (i.source, i.target)}
+    at_once = {
+        n: most_at_once([i for i in outcome.intervals if n in (i.source, i.target)]) for n in nodes
+    }
+    assert max(at_once.values()) <= NODE_LIMIT, at_once
 
 
 def test_no_guest_is_migrated_by_both_runs_or_twice_at_once(outcome: Outcome) -> None:
