@@ -5,7 +5,8 @@ Both loaders return the same shape, sorted by `series, ts`:
 * `series` (str): `'<month>/<id>'` for Bitbrains (`'2013-8/1'`), `'<day>/<vm-name>'` for
   PlanetLab (`'20110303/<vm-name>'`), the same names the simulator's reader uses;
 * `ts` (Int64): epoch seconds on a 300 s grid (multiples of 300), one row per grid step, no gaps;
-* `cpu` (Float64): busy fraction of the VM's own vCPUs, in [0, 1];
+* `cpu` (Float64): busy fraction of the VM's own vCPUs, at least 0 and a little above 1 in
+  bursts (the real range is 0 to about 1.06, with rare spikes to 1.5);
 * `mem` (Float64): fraction of the VM's memory in use, in [0, 1]; null for PlanetLab.
 
 Cleaning rule (Bitbrains), applied in this order and nothing else. It is the rule of the
@@ -17,15 +18,19 @@ give the same numbers:
    the first row of each timestamp (first in file order).
 2. A row whose CPU capacity or memory capacity is 0 is *missing*, not zero usage (the VM was off
    or not reporting): it is dropped, for both resources.
-3. Per remaining row, cpu = `CPU usage [%]` / 100 and mem = usage KB / capacity KB, each clamped
-   to [0, 1] (bursts above 100 % saturate).
+3. Per remaining row, cpu = `CPU usage [%]` / 100, floored at 0 but not capped: values a few
+   per cent above 100 are real (about 2 % of rows, from VMs running flat out) and match PVE,
+   whose guest `cpu` also exceeds 1.0 a little because it counts the emulator's own threads;
+   capping them would erase how busy a saturated VM is. mem = usage KB / capacity KB, clamped to
+   [0, 1]: a guest cannot use more memory than it was given, and the few dozen rows above
+   capacity are accounting noise.
 4. Resample onto a 5-minute grid aligned to epoch multiples of 300 s, spanning the first to the
    last row of the file (zero-capacity rows included): a bucket is the mean of its rows; an
    empty bucket repeats the previous bucket (gaps carried forward), and buckets before the first
    usable row take that row's value. A file without any usable row yields no series.
 
 PlanetLab files are 288 integer CPU percentages (5-minute steps, one day, no timestamps);
-cpu = percent / 100 clamped to [0, 1]. Each day gets a synthetic origin, midnight UTC of the
+cpu = percent / 100 floored at 0, like Bitbrains. Each day gets a synthetic origin, midnight UTC of the
 folder's date (`20110303` -> 2011-03-03 00:00 UTC), so row i is at origin + 300 i. The true time
 zone and start time are unknown. Because the day is in the series name, the same VM on two days is
 two series and days are never concatenated.
@@ -121,9 +126,9 @@ def clean_bitbrains(raw: pl.DataFrame) -> pl.DataFrame:
     buckets = (
         # 2. zero capacity is missing, not zero usage
         rows.filter((pl.col("cpu_cap") != 0.0) & (pl.col("mem_cap") != 0.0))
-        # 3. fractions clamped to [0, 1] row by row, then 4. bucket means
+        # 3. fractions row by row (cpu floored at 0, mem clamped to [0, 1]), then 4. bucket means
         .with_columns(
-            (pl.col("cpu_pct") / 100.0).clip(0.0, 1.0).alias("cpu"),
+            (pl.col("cpu_pct") / 100.0).clip(lower_bound=0.0).alias("cpu"),
             (pl.col("mem_use") / pl.col("mem_cap")).clip(0.0, 1.0).alias("mem"),
         )
         .group_by("series", "ts")
@@ -270,7 +275,7 @@ def load_planetlab(
     )
     return (
         index.with_columns(
-            (pct.cast(pl.Float64) / 100.0).clip(0.0, 1.0).alias("cpu"),
+            (pct.cast(pl.Float64) / 100.0).clip(lower_bound=0.0).alias("cpu"),
             pl.lit(None, dtype=pl.Float64).alias("mem"),
         )
         .sort("series", "ts")

@@ -39,7 +39,8 @@ _CACHE_SIZE = 1024
 
 @dataclass(frozen=True)
 class TraceSeries:
-    """One VM's load on a regular grid: CPU and memory as fractions in [0, 1].
+    """One VM's load on a regular grid: CPU (a little above 1 when flat out) and memory (in
+    [0, 1]) as fractions of what the VM was given.
 
     `cpu` is the busy fraction of the VM's own vCPUs and `mem` the fraction of its memory in
     use, the quantities PVE reports; `mem` is None when the data set has no memory.
@@ -85,6 +86,10 @@ def _clamp01(x: float) -> float:
     return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
 
 
+def _floor0(x: float) -> float:
+    return 0.0 if x < 0.0 else x
+
+
 def read_bitbrains(path: Path | str) -> TraceSeries:
     """One Bitbrains Rnd file (`<id>.csv.gz`) as a clean 5-minute series.
 
@@ -94,9 +99,10 @@ def read_bitbrains(path: Path | str) -> TraceSeries:
     2. A row whose CPU capacity or memory capacity is 0 is *missing*, not zero usage: the VM
        was off or not reporting. (Nearly all such rows have both at 0; the few with only one
        at 0 have no usable value for that resource either.)
-    3. Per remaining row, CPU = `CPU usage [%]` / 100 and memory = usage KB / capacity KB,
-       each clamped to [0, 1]: PVE reports a guest's CPU as a fraction of its own vCPUs, so
-       the occasional >100 % burst saturates instead of overflowing.
+    3. Per remaining row, CPU = `CPU usage [%]` / 100, floored at 0 but not capped: a VM
+       running flat out reports a few per cent above 100, as a PVE guest's `cpu` exceeds 1.0
+       a little (it counts the emulator's own threads). Memory = usage KB / capacity KB,
+       clamped to [0, 1]: a guest cannot use more memory than it was given.
     4. Resample onto a 5-minute grid aligned to epoch multiples of 300 s, spanning the first
        to the last row of the file: a bucket is the mean of its rows; an empty bucket repeats
        the previous bucket, and buckets before the first sample take the first sample.
@@ -146,7 +152,7 @@ def _read_bitbrains_cached(path: Path) -> TraceSeries:
         if cpu_cap == 0.0 or mem_cap == 0.0:
             continue
         i = int((t - start) // STEP)
-        cpu_sum[i] += _clamp01(cpu_pct / 100.0)
+        cpu_sum[i] += _floor0(cpu_pct / 100.0)
         mem_sum[i] += _clamp01(mem_use / mem_cap)
         count[i] += 1
     first = next((i for i, c in enumerate(count) if c), None)
@@ -175,7 +181,7 @@ def _read_planetlab_cached(path: Path) -> TraceSeries:
         raise ValueError(f"{path}: not a PlanetLab trace (expected integers)") from None
     if len(values) != PLANETLAB_POINTS:
         raise ValueError(f"{path}: {len(values)} values, a PlanetLab day has {PLANETLAB_POINTS}")
-    return TraceSeries(step=STEP, cpu=tuple(_clamp01(v / 100.0) for v in values), mem=None)
+    return TraceSeries(step=STEP, cpu=tuple(_floor0(v / 100.0) for v in values), mem=None)
 
 
 def resolve_series(traces_dir: Path, dataset: Dataset, series: str) -> Path:

@@ -5,6 +5,7 @@ hand-written files, PlanetLab days kept apart, and a smoke test on the real deve
 from __future__ import annotations
 
 import gzip
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,11 +62,11 @@ QUIRKY = [
     row(T + 320, 1000, 40, 1000, 300),  # ... and mem (0.1 + 0.3) / 2
     row(T + 600, 1000, 90, 1000, 900),  # repeated timestamp: the first row (0.5, 0.2) wins
     # bucket T+900 is empty: carried forward from T+600
-    row(T + 1210, 1000, 150, 1000, 1500),  # bursts clamp to 1.0 and 1.0
+    row(T + 1210, 1000, 150, 1000, 1500),  # cpu above 100 % is kept; mem saturates at 1.0
     row(T + 1500, 0, 10, 2000, 100),  # CPU capacity 0 alone is enough to be missing
     row(T + 1500, 1000, 10, 2000, 100),  # repeated: the (missing) first row still wins
 ]
-QUIRKY_CPU = [0.3, 0.3, 0.5, 0.5, 1.0, 1.0]
+QUIRKY_CPU = [0.3, 0.3, 0.5, 0.5, 1.5, 1.5]
 QUIRKY_MEM = [0.2, 0.2, 0.2, 0.2, 1.0, 1.0]
 
 
@@ -131,7 +132,7 @@ def test_planetlab_days_are_separate_series_each_with_its_own_midnight_origin(
     tmp_path: Path,
 ) -> None:
     write_planetlab(tmp_path, "20110303", "vm_a", [10] * 288)
-    write_planetlab(tmp_path, "20110306", "vm_a", list(range(288)))  # 100..287 clamp to 1.0
+    write_planetlab(tmp_path, "20110306", "vm_a", list(range(288)))  # 100..287 kept
     write_planetlab(tmp_path, "20110306", "vm_b", [0] * 288)
 
     frame = load_planetlab(tmp_path)
@@ -148,7 +149,7 @@ def test_planetlab_days_are_separate_series_each_with_its_own_midnight_origin(
     assert planetlab_origin("20110306") == 1_299_369_600
     day2 = frame.filter(pl.col("series") == "20110306/vm_a")["cpu"].to_list()
     assert day2[:3] == pytest.approx([0.0, 0.01, 0.02])
-    assert day2[99:] == pytest.approx([0.99] + [1.0] * 188)
+    assert day2[99:] == pytest.approx([v / 100 for v in range(99, 288)])
     assert frame["mem"].null_count() == frame.height
 
 
@@ -181,7 +182,7 @@ def real_traces() -> Path:
 def test_the_real_development_traces_load_on_a_clean_grid_and_match_the_simulator() -> None:
     traces = real_traces()
 
-    bitbrains = load_bitbrains(traces, ids=[1, 131, 211])
+    bitbrains = load_bitbrains(traces, ids=[1, 41, 131, 211])  # 41 runs flat out above 100 %
     planetlab = load_planetlab(traces, limit=5)
 
     for frame in (bitbrains, planetlab):
@@ -191,13 +192,14 @@ def test_the_real_development_traces_load_on_a_clean_grid_and_match_the_simulato
         assert frame.select(pl.col("ts").diff().over("series").drop_nulls().unique()).rows() == [
             (STEP,)
         ]
-        assert frame.select(pl.col("cpu").is_between(0.0, 1.0).all()).item()
-    assert bitbrains["series"].n_unique() == 6
+        assert frame.select(pl.col("cpu").is_between(0.0, 2.0).all()).item()
+    assert bitbrains["series"].n_unique() == 8
+    assert bitbrains.filter(pl.col("series") == "2013-8/41")["cpu"].max() > 1.0
     assert bitbrains["mem"].is_between(0.0, 1.0).all()
     assert planetlab["series"].n_unique() == 5 * 8
-    for month in ("2013-7", "2013-8"):
-        series = read_bitbrains(traces / "bitbrains-rnd" / month / "131.csv.gz")
-        ours = bitbrains.filter(pl.col("series") == f"{month}/131")
+    for month, vm in itertools.product(("2013-7", "2013-8"), (41, 131)):
+        series = read_bitbrains(traces / "bitbrains-rnd" / month / f"{vm}.csv.gz")
+        ours = bitbrains.filter(pl.col("series") == f"{month}/{vm}")
         assert ours["cpu"].to_list() == pytest.approx(list(series.cpu), abs=1e-12)
         assert series.mem is not None
         assert ours["mem"].to_list() == pytest.approx(list(series.mem), abs=1e-12)

@@ -140,11 +140,11 @@ def test_bitbrains_grid_is_aligned_to_whole_five_minutes_of_epoch_time(tmp_path:
     assert s.cpu == pytest.approx((0.1, 0.3))
 
 
-def test_bitbrains_cpu_above_100_percent_and_memory_above_capacity_saturate_at_one(
+def test_bitbrains_cpu_above_100_percent_is_kept_but_memory_above_capacity_saturates_at_one(
     tmp_path: Path,
 ) -> None:
     s = read_bitbrains(write_bitbrains(tmp_path / "1.csv.gz", [(0, 154.5, 5, 4), (300, 50, 2, 4)]))
-    assert s.cpu == pytest.approx((1.0, 0.5))
+    assert s.cpu == pytest.approx((1.545, 0.5))
     assert s.mem == pytest.approx((1.0, 0.5))
 
 
@@ -382,7 +382,7 @@ def test_real_bitbrains_month_cleans_into_five_minute_fractions(traces_dir: Path
     assert s.step == 300.0
     assert len(s.cpu) == pytest.approx(span / 300.0, abs=2)
     assert s.mem is not None and len(s.mem) == len(s.cpu)
-    assert all(0.0 <= v <= 1.0 for v in s.cpu + s.mem)
+    assert all(0.0 <= v <= 2.0 for v in s.cpu) and all(0.0 <= v <= 1.0 for v in s.mem)
     mean_pct = 100 * sum(s.cpu) / len(s.cpu)
     assert mean_pct == pytest.approx(float(meta["cpu_usage_pct_mean"]), rel=0.05)
 
@@ -395,7 +395,7 @@ def test_real_bitbrains_files_with_duplicates_and_off_periods_still_give_a_month
     s = load_series(traces_dir, "bitbrains", name)
     assert s.mem is not None
     assert len(s.cpu) > 4000
-    assert all(0.0 <= v <= 1.0 for v in s.cpu + s.mem)
+    assert all(0.0 <= v <= 2.0 for v in s.cpu) and all(0.0 <= v <= 1.0 for v in s.mem)
 
 
 @pytest.mark.slow
@@ -405,7 +405,8 @@ def test_every_real_bitbrains_file_parses_into_valid_fractions(traces_dir: Path)
     for path in files:
         s = read_bitbrains(path)
         assert s.mem is not None and len(s.mem) == len(s.cpu) >= 100, path
-        assert min(s.cpu + s.mem) >= 0.0 and max(s.cpu + s.mem) <= 1.0, path
+        assert 0.0 <= min(s.cpu) and max(s.cpu) <= 2.0, path  # a VM flat out reads ~1.03
+        assert 0.0 <= min(s.mem) and max(s.mem) <= 1.0, path
 
 
 def test_real_planetlab_day_replays_and_loops_daily(traces_dir: Path) -> None:
