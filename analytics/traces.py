@@ -30,10 +30,10 @@ give the same numbers:
    usable row take that row's value. A file without any usable row yields no series.
 
 PlanetLab files are 288 integer CPU percentages (5-minute steps, one day, no timestamps);
-cpu = percent / 100 floored at 0, like Bitbrains. Each day gets a synthetic origin, midnight UTC of the
-folder's date (`20110303` -> 2011-03-03 00:00 UTC), so row i is at origin + 300 i. The true time
-zone and start time are unknown. Because the day is in the series name, the same VM on two days is
-two series and days are never concatenated.
+cpu = percent / 100 floored at 0, like Bitbrains. Each day gets a synthetic origin, midnight UTC
+of the folder's date (`20110303` -> 2011-03-03 00:00 UTC), so row i is at origin + 300 i. The true
+time zone and start time are unknown. Because the day is in the series name, the same VM on two
+days is two series and days are never concatenated.
 
 Only the development data is read: the months and days given (by default the ones in the shared
 folder); the reserved evaluation data must never be put there.
