@@ -15,6 +15,14 @@ differently (on Bitbrains CPU it cut the validation MAE by about 2 points of the
 baseline's). `SCALED` lists it. Quantiles and the minimum of the recent windows describe their
 shape beyond mean, max and spread (about half a point more on two validation splits).
 
+The other resource of the same guest (`COMPANION`: memory for CPU, CPU for memory) adds a few
+features of its own, relative to its own recent level: where it stands, how it moved over the
+last 5 to 60 minutes, its spread and its 6-hour mean. Memory filling or draining often comes
+with a change of CPU (a job loading its data, a cache being dropped): on Bitbrains CPU they cut
+the validation MAE by about 1.3 points of the best naive baseline's on two splits. They are
+ratios, so memory in bytes (the store) or as a fraction (the traces) gives the same values;
+when the frame lacks the companion column they are null, which the boosting handles as missing.
+
 `targets` gives, per row, what the two models learn, with the definitions of
 `analytics.backtest`: the mean of the next h = H / 5 values, and one of those values drawn at
 random (`target_draw`), whose 0.9 quantile is what minimises the backtest's pinball loss
@@ -40,6 +48,7 @@ WARMUP = HOUR  # rows a series needs before the model (not the fallback) forecas
 TAIL = 288  # rows per series kept at prediction time (one day, >= LONG and EWMA-safe)
 LAGS = (1, 2, 3, 6, 12)
 EWM_HALF_LIVES = (2, 6)  # steps: 10 and 30 minutes
+OTHER_DIFFS = (1, 3, 6, 12)  # steps over which the companion's change is a feature
 DAY = 86_400
 WEEK = 7 * DAY
 
@@ -64,8 +73,25 @@ FEATURES: tuple[str, ...] = (
     "dow_sin",
     "dow_cos",
     "log_now",
+    "other_now",
+    *(f"other_diff_{k}" for k in OTHER_DIFFS),
+    "other_std_1h",
+    "other_mean_6h",
 )
 SCALED: tuple[str, ...] = ("log_now",)  # the features that are not scale-free
+COMPANION = {"cpu": "mem", "mem": "cpu"}  # the other resource of a guest, a source of features
+
+
+def companion(column: str) -> str | None:
+    """The other resource whose movement helps forecast `column`, if it has one."""
+    return COMPANION.get(column)
+
+
+def model_columns(frame: pl.DataFrame | pl.LazyFrame, column: str) -> list[str]:
+    """`series, ts`, the column and its companion when the frame has it: what a model reads."""
+    other = companion(column)
+    present = _lazy(frame).collect_schema().names()
+    return ["series", "ts", column, *([other] if other in present else [])]
 
 
 def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -98,12 +124,31 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
         return expr.over("series")
 
     mean_30 = x.rolling_mean(HOUR // 2, min_samples=1)
+    other = companion(column)
+    o = pl.col("_other")
+    source = (
+        pl.col(other).cast(pl.Float64)
+        if other in _lazy(frame).collect_schema().names()
+        else pl.lit(None, dtype=pl.Float64)
+    )
+    o_level = o.rolling_mean(HOUR, min_samples=1) + EPS
+
+    def other_ratio(expr: pl.Expr) -> pl.Expr:
+        return per_series(expr / o_level).clip(-CLIP, CLIP)
+
     phase_day = (pl.col("ts") % DAY).cast(pl.Float64) * (2 * math.pi / DAY)
     phase_week = (pl.col("ts") % WEEK).cast(pl.Float64) * (2 * math.pi / WEEK)
     steps = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("series")
     return (
         _lazy(frame)
-        .select("series", "ts", x, steps.alias("steps"), level(column).alias("level"))
+        .select(
+            "series",
+            "ts",
+            x,
+            source.alias("_other"),
+            steps.alias("steps"),
+            level(column).alias("level"),
+        )
         .select(
             "series",
             "ts",
@@ -138,6 +183,10 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             phase_week.sin().alias("dow_sin"),
             phase_week.cos().alias("dow_cos"),
             (x + EPS).log().alias("log_now"),
+            other_ratio(o).alias("other_now"),
+            *(other_ratio(o - o.shift(k)).alias(f"other_diff_{k}") for k in OTHER_DIFFS),
+            other_ratio(o.rolling_std(HOUR, min_samples=2)).alias("other_std_1h"),
+            other_ratio(o.rolling_mean(LONG, min_samples=1)).alias("other_mean_6h"),
         )
     )
 
@@ -154,11 +203,12 @@ def prediction_rows(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyF
     A series split over several runs (unsorted input) comes out as several rows.
     """
     x = pl.col(column)
-    runs = _lazy(frame).select(pl.col("series").rle_id().alias("_run"), "series", "ts", x)
+    kept = model_columns(frame, column)[2:]  # the column and its companion, if there
+    runs = _lazy(frame).select(pl.col("series").rle_id().alias("_run"), "series", "ts", *kept)
     names = runs.group_by("_run").agg(
         pl.col("series").first(), pl.len().cast(pl.Int64).alias("_len")
     )
-    keyed = runs.select(pl.col("_run").alias("series"), "ts", x)
+    keyed = runs.select(pl.col("_run").alias("series"), "ts", *kept)
     tail = keyed.group_by("series", maintain_order=True).tail(TAIL)
     ewms = tail.group_by("series").agg(_ewm(x, k).last().alias(f"_ewm_{k}") for k in EWM_HALF_LIVES)
     short = tail.group_by("series", maintain_order=True).tail(LONG)

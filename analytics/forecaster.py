@@ -19,6 +19,9 @@ over-cover).
 Series with fewer than `WARMUP` rows get the fallback, EWMA plus trend: mean = EWMA (half-life
 30 min) + last-hour slope x (h + 1) / 2 steps (at least 0), p90 = max(mean, last-hour maximum).
 
+The frame may hold the other resource too (`analytics.features.COMPANION`); the model then uses
+its movement as well, and should be given it at prediction time as at training time.
+
 `predict(frame)` forecasts from the last row of each series; `forecast(frame, column, horizon)`
 from every row, with the signature of `analytics.baselines.Forecaster`; `split_forecaster` makes
 a backtest forecaster that trains only on rows before a validation start and forecasts only
@@ -41,11 +44,18 @@ from threadpoolctl import threadpool_limits
 
 from analytics.backtest import QUANTILE, horizon_steps
 from analytics.baselines import Forecaster
-from analytics.features import FEATURES, WARMUP, build_features, prediction_rows, targets
+from analytics.features import (
+    FEATURES,
+    WARMUP,
+    build_features,
+    model_columns,
+    prediction_rows,
+    targets,
+)
 
 # the feature set and target definitions a fitted model depends on; a saved model of another
 # format is refused at load (analytics.model_store)
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 P90_BOOSTING: dict[str, Any] = {"max_iter": 200, "max_leaf_nodes": 31, "min_samples_leaf": 100}
 OUTPUT = {"series": pl.String(), "ts": pl.Int64(), "mean": pl.Float64(), "p90": pl.Float64()}
 
@@ -151,7 +161,7 @@ class LoadForecaster(BaseEstimator):  # type: ignore[misc]
         self.train_window_ = (int(frame["ts"].min()), int(frame["ts"].max()))  # type: ignore[arg-type]
         self.n_series_ = int(frame["series"].n_unique())
         self.n_train_rows_ = rows.height
-        self.data_hash_ = data_hash(frame.select("series", "ts", self.column))
+        self.data_hash_ = data_hash(frame.select(model_columns(frame, self.column)))
         return self
 
     def _forecast_rows(self, feats: pl.DataFrame) -> pl.DataFrame:

@@ -22,7 +22,7 @@ import polars as pl
 from analytics import Store
 from analytics.backtest import horizon_steps, score
 from analytics.baselines import BASELINES
-from analytics.features import WARMUP
+from analytics.features import WARMUP, model_columns
 from analytics.forecaster import LoadForecaster, only_after, time_split
 from analytics.history import recent_history
 from analytics.model_store import ModelLoadError, load_latest, promote, read_metadata, save
@@ -73,7 +73,7 @@ def predict(
     for column, (model, _) in models.items():
         if model is None:
             continue
-        pred = model.predict(history.select("series", "ts", column).drop_nulls())
+        pred = model.predict(history.select(model_columns(history, column)).drop_nulls(column))
         out[column] = {
             int(r["series"]): (float(r["mean"]), float(r["p90"]))
             for r in pred.iter_rows(named=True)
@@ -117,7 +117,7 @@ def train_one(
 ) -> TrainingResult:
     """Fit on the first 80 % of the time range, score on the rest against the naive baselines
     and the current model, and save the candidate only when `promote` says it wins."""
-    data = frame.select("series", "ts", column).drop_nulls()
+    data = frame.select(model_columns(frame, column)).drop_nulls(column)
     series = data["series"].n_unique()
     start_ts = time_split(data, 0.8) if series else 0
     # the model learns only from rows after a warm-up hour that have a horizon after them,

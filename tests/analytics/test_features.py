@@ -15,6 +15,7 @@ from analytics.features import (
     SCALED,
     TAIL,
     build_features,
+    model_columns,
     prediction_rows,
     targets,
 )
@@ -76,6 +77,33 @@ def test_features_are_scale_free_but_the_one_that_places_the_absolute_level() ->
     busy = (frame["cpu"] > 0.01).to_numpy()  # EPS is negligible there
     shift = (tenfold["log_now"] - plain["log_now"]).to_numpy()[busy]
     assert busy.sum() > 100 and np.allclose(shift, np.log(10), atol=1e-3)
+
+
+def test_the_other_resource_gives_the_same_features_in_bytes_as_in_fractions() -> None:
+    frame = noisy()
+    in_bytes = frame.with_columns(pl.col("mem") * 8 * 2**30)  # an 8 GiB guest, as the store has it
+    companion = [f for f in FEATURES if f.startswith("other_")]
+    plain = build_features(frame, "cpu").collect()
+    assert companion and plain.tail(100).select(companion).null_count().sum_horizontal().item() == 0
+    assert_frame_equal(
+        plain.select(companion),
+        build_features(in_bytes, "cpu").collect().select(companion),
+        rel_tol=1e-4,
+        abs_tol=1e-6,
+    )
+
+
+def test_without_the_other_resource_its_features_are_missing_and_the_rest_unchanged() -> None:
+    frame = noisy()
+    companion = [f for f in FEATURES if f.startswith("other_")]
+    alone = build_features(frame.drop("mem"), "cpu").collect()
+    both = build_features(frame, "cpu").collect()
+    assert alone.select(pl.col(companion).is_null().all()).row(0) == (True,) * len(companion)
+    own = [f for f in FEATURES if f not in companion]
+    assert_frame_equal(alone.select(own), both.select(own))
+    assert model_columns(frame, "cpu") == ["series", "ts", "cpu", "mem"]
+    assert model_columns(frame, "mem") == ["series", "ts", "mem", "cpu"]
+    assert model_columns(frame.drop("mem"), "cpu") == ["series", "ts", "cpu"]
 
 
 def test_targets_use_the_backtest_definitions() -> None:
