@@ -146,6 +146,9 @@ class LoadForecaster(BaseEstimator):  # type: ignore[misc]
         if rows.height > self.max_train_rows:
             rows = rows.sample(self.max_train_rows, seed=self.random_state)
         x = rows.select(FEATURES).to_numpy()
+        # a feature without a single value (a frame without the companion resource) cannot be
+        # binned; as a constant it is never split on, so prediction ignores it whatever it gets
+        x[:, np.isnan(x).all(axis=0)] = 0.0
         weight = rows["level"].to_numpy()
         y_mean = (rows["target_mean"] / rows["level"] - rows["now"]).to_numpy()
         y_draw = (rows["target_draw"] / rows["level"]).to_numpy()

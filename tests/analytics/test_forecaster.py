@@ -83,6 +83,21 @@ def test_the_same_data_trains_the_same_model_even_when_rows_are_sampled(
         assert_frame_equal(first, other)
 
 
+@pytest.mark.parametrize("has_column", [True, False], ids=["mem all missing", "no mem column"])
+def test_a_model_trains_and_predicts_without_the_other_resource(
+    data: pl.DataFrame, has_column: bool
+) -> None:
+    alone = data.with_columns(pl.lit(None, dtype=pl.Float64).alias("mem"))
+    if not has_column:
+        alone = alone.drop("mem")
+    cpu_only = LoadForecaster(max_iter=20, max_train_rows=3_000).fit(alone)
+    out = cpu_only.predict(alone)
+    assert out.height == data["series"].n_unique()
+    assert out.select(pl.col("mean", "p90").is_finite().all()).row(0) == (True, True)
+    # it never learnt from memory, so memory given at prediction time changes nothing
+    assert_frame_equal(cpu_only.predict(data), out)
+
+
 def test_a_frame_not_sorted_by_series_is_refused_rather_than_mispredicted(
     data: pl.DataFrame, model: LoadForecaster
 ) -> None:
