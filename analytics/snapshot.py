@@ -96,11 +96,16 @@ def snapshot_from_store(
         forecasts=tuple(forecasts),
         node_rules=node_rules,
         resource_rules=resource_rules,
-        history=tuple(
-            MigrationRecord(int(r["vmid"]), r["source"], r["target"], float(r["finished"]))
-            for r in moved.iter_rows(named=True)
-        ),
+        history=migration_records(moved),
         now=newest.replace(tzinfo=UTC).timestamp(),
+    )
+
+
+def migration_records(moved: pl.DataFrame) -> tuple[MigrationRecord, ...]:
+    """The engine's records of completed migrations, from the store's rows of them."""
+    return tuple(
+        MigrationRecord(int(r["vmid"]), r["source"], r["target"], float(r["finished"]))
+        for r in moved.iter_rows(named=True)
     )
 
 

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from analytics import Store
+from analytics.snapshot import migration_records
 from engine import ClusterSnapshot, MigrationRecord
 from flows.progress import steps
 from flows.runtime import Runtime
@@ -41,10 +42,7 @@ def recent_migrations(
     store: Store, now: float, days: float = HISTORY_DAYS
 ) -> list[MigrationRecord]:
     frame = store.completed_migrations(datetime.fromtimestamp(now, UTC) - timedelta(days=days))
-    return [
-        MigrationRecord(int(r["vmid"]), r["source"], r["target"], float(r["finished"]))
-        for r in frame.iter_rows(named=True)
-    ]
+    return list(migration_records(frame))
 
 
 @task(name="ingest-cycle", cache_policy=NO_CACHE)
