@@ -1,27 +1,30 @@
-"""Scale-free forecasting features over a long trace frame (`series, ts, <column>`), lazily.
+"""Scale-free forecasting features over a long trace frame (`series, ts, <column>` and maybe
+the column's companion), lazily.
 
 One builder serves training and prediction: `build_features` is the only place features are
 defined, `prediction_rows` merely cuts each series to its recent tail first (every feature looks
 back at most `LONG` steps, plus an EWMA whose weight beyond `TAIL` steps is below 1e-14), so a
 row gets the same features whichever way it is computed.
 
-Every feature but one is relative to the recent level L = mean of the last hour + `EPS` (or a
-difference of such ratios), clipped to +-`CLIP`, so multiplying a series by a constant leaves
-those features unchanged and one model serves guests of every size; the calendar features (time
-of day, day of week, as sin/cos of epoch seconds) and the history length are scale-free by
-nature. The exception, `log_now` = ln(x + `EPS`), places the series on the column's absolute
-scale: for a busy fraction, how close it runs to idle or to saturation, where it behaves
-differently (on Bitbrains CPU it cut the validation MAE by about 2 points of the best naive
-baseline's). `SCALED` lists it. Quantiles and the minimum of the recent windows describe their
+Every feature of the column itself but one is relative to the recent level L = mean of the
+last hour + `EPS` (or a difference of such ratios), clipped to +-`CLIP`, so multiplying a series
+by a constant leaves those features unchanged and one model serves guests of every size; the
+calendar features (time of day, day of week, as sin/cos of epoch seconds) and the history length
+are scale-free by nature. The exception, `log_now` = ln(x + `EPS`), places the series on the
+column's absolute scale: for a busy fraction, how close it runs to idle or to saturation, where
+it behaves differently (on Bitbrains CPU it cut the validation MAE by about 2 points of the best
+naive baseline's). `SCALED` lists it. Quantiles and the minimum of the recent windows describe their
 shape beyond mean, max and spread (about half a point more on two validation splits).
 
 The other resource of the same guest (`COMPANION`: memory for CPU, CPU for memory) adds a few
 features of its own, relative to its own recent level: where it stands, how it moved over the
 last 5 to 60 minutes, its spread and its 6-hour mean. Memory filling or draining often comes
 with a change of CPU (a job loading its data, a cache being dropped): on Bitbrains CPU they cut
-the validation MAE by about 1.3 points of the best naive baseline's on two splits. They are
-ratios, so memory in bytes (the store) or as a fraction (the traces) gives the same values;
-when the frame lacks the companion column they are null, which the boosting handles as missing.
+the validation MAE by about 1.3 points of the best naive baseline's on two splits (CPU's, on
+memory, by about 3). They are ratios, so memory in bytes (the store) or as a fraction (the
+traces) gives the same values. Where the companion is missing they are null, which the boosting
+treats as missing; a training frame without it at all gives a model that ignores them
+(`analytics.forecaster`).
 
 `targets` gives, per row, what the two models learn, with the definitions of
 `analytics.backtest`: the mean of the next h = H / 5 values, and one of those values drawn at
