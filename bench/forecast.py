@@ -11,6 +11,11 @@ at 0.9. Then the load and backtest timings and the machine it ran on.
 The learned model (`analytics.forecaster.LoadForecaster`) trains on the first 60% of each data
 set's time range (PlanetLab: by day) and is scored on the rest, beside the baselines scored on
 the same validation origins ("[val]").
+
+With `--validation` it instead reruns the selection the model's settings came from, on Bitbrains
+at 30 min: trained on the first 45 % (split A) or 30 % (split B) of the time range and scored
+from there up to the 60 % mark, never after it, against the best naive baseline on the same
+origins. These are the A / B figures of the notes the full run prints.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on the import path; put the project root there
@@ -67,7 +73,8 @@ TRAIN_FRACTION = 0.6  # time-ordered split: train on the first 60 %, validate on
 # validate up to 60 %), never on the scored range.
 BITBRAINS_NOTES = """
   notes (Bitbrains CPU, 30 min): MAE below the best naive on validation splits inside the first
-  60 % (A: train 0-45 %, validate 45-60 %; B: train 0-30 %, validate 30-60 %), in the order tried:
+  60 % (A: train 0-45 %, validate 45-60 %; B: train 0-30 %, validate 30-60 %; `--validation`
+  reruns them for the current model), in the order tried:
     the model as it was (ratio target, 200 rounds of 31 leaves)      A -8.8 %
     with a small boosting (100 rounds), no extra features            A -8.6 %
       + same time yesterday, two days ago, last week                 A -7.0 % (no gain)
@@ -185,6 +192,33 @@ MODELS: dict[str, Forecaster] = {
 }
 # ---------------------------------------------------------------------------------------------
 
+# the splits the model's settings were chosen on: (train before, validate up to) as fractions of
+# the time range; both end where the scored range of the full run begins
+VALIDATION_SPLITS = {"A": (0.45, TRAIN_FRACTION), "B": (0.3, TRAIN_FRACTION)}
+
+
+def validation(frame: pl.DataFrame, columns: tuple[str, ...], horizon: int = 30) -> Iterator[str]:
+    """One line per split and load, as each is done: the model's MAE against the best naive
+    baseline, both scored from the split on and on the rows before the scored range only."""
+    for label, (train_to, validate_to) in VALIDATION_SPLITS.items():
+        start, end = time_split(frame, train_to), time_split(frame, validate_to)
+        seen = frame.filter(pl.col("ts") < end)
+        for column in columns:
+            naive = {
+                name: score(seen, only_after(f, start), column, horizon)
+                for name, f in BASELINES.items()
+            }
+            best_name, best = min(naive.items(), key=lambda item: item[1]["mae"])
+            model = LoadForecaster(column, horizon).fit(frame.filter(pl.col("ts") < start))
+            s = score(seen, only_after(model.forecast, start), column, horizon)
+            gain = 100 * (1 - s["mae"] / best["mae"])
+            yield (
+                f"  {label} (train 0-{100 * train_to:.0f} %, validate to {100 * validate_to:.0f} %)"
+                f"  {column:<4}"
+                f"  model MAE {s['mae']:.5f}, best naive {best['mae']:.5f} ({best_name}):"
+                f" {-gain:+.1f} %, p90 cover {s['coverage']:.3f}"
+            )
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -202,6 +236,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="at most this many VMs per PlanetLab day (default all)",
+    )
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="only rerun the validation splits the model's settings were chosen on (Bitbrains)",
     )
     return parser.parse_args(argv)
 
@@ -259,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --every must be at least 1", file=sys.stderr)
         return 2
 
+    if args.validation:
+        print(f"Validation splits on {traces} (Bitbrains, 30 min, inside the first 60 %):")
+        for line in validation(load_bitbrains(traces), ("cpu", "mem")):
+            print(line, flush=True)
+        print_machine("\nmachine")
+        return 0
     print(f"Forecast benchmark on {traces}  (origins every {args.every} step(s) of 5 min,")
     print("  1 h warm-up; MAE of the mean over the horizon; p90 cover = share of realised values")
     print("  <= p90 forecast, 0.90 is calibrated; pinball loss at 0.9 of the p90 forecast)")
