@@ -54,6 +54,13 @@ EWM_HALF_LIVES = (2, 6)  # steps: 10 and 30 minutes
 OTHER_DIFFS = (1, 3, 6, 12)  # steps over which the companion's change is a feature
 DAY = 86_400
 WEEK = 7 * DAY
+# the companion's features (see the module docstring), the last of `FEATURES`
+OTHER_FEATURES: tuple[str, ...] = (
+    "other_now",
+    *(f"other_diff_{k}" for k in OTHER_DIFFS),
+    "other_std_1h",
+    "other_mean_6h",
+)
 
 FEATURES: tuple[str, ...] = (
     "history",
@@ -76,25 +83,22 @@ FEATURES: tuple[str, ...] = (
     "dow_sin",
     "dow_cos",
     "log_now",
-    "other_now",
-    *(f"other_diff_{k}" for k in OTHER_DIFFS),
-    "other_std_1h",
-    "other_mean_6h",
+    *OTHER_FEATURES,
 )
 SCALED: tuple[str, ...] = ("log_now",)  # the features that are not scale-free
 COMPANION = {"cpu": "mem", "mem": "cpu"}  # the other resource of a guest, a source of features
 
 
-def companion(column: str) -> str | None:
-    """The other resource whose movement helps forecast `column`, if it has one."""
-    return COMPANION.get(column)
+def companion_in(frame: pl.DataFrame | pl.LazyFrame, column: str) -> str | None:
+    """The column's companion if the frame has that column, else None."""
+    other = COMPANION.get(column)
+    return other if other in _lazy(frame).collect_schema().names() else None
 
 
 def model_columns(frame: pl.DataFrame | pl.LazyFrame, column: str) -> list[str]:
     """`series, ts`, the column and its companion when the frame has it: what a model reads."""
-    other = companion(column)
-    present = _lazy(frame).collect_schema().names()
-    return ["series", "ts", column, *([other] if other in present else [])]
+    other = companion_in(frame, column)
+    return ["series", "ts", column, *([other] if other else [])]
 
 
 def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -127,13 +131,9 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
         return expr.over("series")
 
     mean_30 = x.rolling_mean(HOUR // 2, min_samples=1)
-    other = companion(column)
+    other = companion_in(frame, column)
     o = pl.col("_other")
-    source = (
-        pl.col(other).cast(pl.Float64)
-        if other in _lazy(frame).collect_schema().names()
-        else pl.lit(None, dtype=pl.Float64)
-    )
+    source = pl.col(other).cast(pl.Float64) if other else pl.lit(None, dtype=pl.Float64)
     o_level = o.rolling_mean(HOUR, min_samples=1) + EPS
 
     def other_ratio(expr: pl.Expr) -> pl.Expr:

@@ -12,6 +12,7 @@ from analytics.baselines import last_value
 from analytics.features import (
     FEATURES,
     LONG,
+    OTHER_FEATURES,
     SCALED,
     TAIL,
     build_features,
@@ -82,7 +83,7 @@ def test_features_are_scale_free_but_the_one_that_places_the_absolute_level() ->
 def test_the_other_resource_gives_the_same_features_in_bytes_as_in_fractions() -> None:
     frame = noisy()
     in_bytes = frame.with_columns(pl.col("mem") * 8 * 2**30)  # an 8 GiB guest, as the store has it
-    companion = [f for f in FEATURES if f.startswith("other_")]
+    companion = list(OTHER_FEATURES)
     plain = build_features(frame, "cpu").collect()
     assert companion and plain.tail(100).select(companion).null_count().sum_horizontal().item() == 0
     assert_frame_equal(
@@ -95,7 +96,7 @@ def test_the_other_resource_gives_the_same_features_in_bytes_as_in_fractions() -
 
 def test_without_the_other_resource_its_features_are_missing_and_the_rest_unchanged() -> None:
     frame = noisy()
-    companion = [f for f in FEATURES if f.startswith("other_")]
+    companion = list(OTHER_FEATURES)
     alone = build_features(frame.drop("mem"), "cpu").collect()
     both = build_features(frame, "cpu").collect()
     assert alone.select(pl.col(companion).is_null().all()).row(0) == (True,) * len(companion)
