@@ -105,7 +105,7 @@ class Balancing(PlanBuilder):
         spent = len(self.moves) >= self.policy.max_moves
         for unit in self.units():
             source = self.state.where[unit.vmids[0]]
-            if spent and not all(v in self.moves for v in unit.vmids):
+            if spent and self.added_moves(unit):
                 continue
             if unit.vmids not in excluded:
                 by_node.setdefault(source, []).append(unit)
@@ -138,15 +138,17 @@ class Balancing(PlanBuilder):
             return False
         hot, by_source, spent = self._sources(excluded)
         best: tuple[float, Unit, int, float] | None = None
+        best_per = -np.inf  # best's gain per migration it adds
         for source in hot:
             for found in self._best_from(source, by_source[source]):
-                if best is None or self._per_move(found) > self._per_move(best):
-                    best = found
+                per = self._per_move(found)
+                if best is None or per > best_per:
+                    best, best_per = found, per
         if deep:
             pairs = [o for o in self._pairs(hot, by_source, 1) if o.key not in excluded]
             if pairs:
                 pair = max(pairs, key=lambda o: o.per_move)  # first of equals
-                if best is None or best[0] <= 0 or pair.per_move > self._per_move(best):
+                if best is None or best[0] <= 0 or pair.per_move > best_per:
                     self._take(pair, excluded)
                     return True
         stuck = best is None or best[0] <= 0

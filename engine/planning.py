@@ -111,14 +111,14 @@ class PlanBuilder:
         """Record and apply a move of `unit` to `target` if the budget allows it."""
         target_name = self.state.names[target]
         after = self.planned()
-        fresh = [v for v in unit.vmids if v not in self.moves]
+        added = self.added_moves(unit)  # counted before the plan changes below
         for v in unit.vmids:
             if self.home[v] == target_name:
                 after.pop(v, None)  # back home: the earlier move is dropped
             else:
                 after[v] = (self.home[v], target_name)
         balancing = reason is Reason.BALANCE
-        refusal = self.budget.refuse(after, unit.vmids, balancing=balancing and bool(fresh))
+        refusal = self.budget.refuse(after, unit.vmids, balancing=balancing and added > 0)
         if refusal is not None:
             for v in unit.vmids:
                 self.skip(v, refusal.reason, refusal.detail)
