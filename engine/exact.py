@@ -117,7 +117,7 @@ def plan_exact(snapshot: ClusterSnapshot, policy: Policy, time_limit: float = 10
     node_load: list[dict[int, float]] = []
     shares = [state.share(cpu, mem) for cpu, _, mem, _, _ in totals]  # per unit, on each node
     for t in eligible:
-        node_load.append({j: float(shares[c.unit][t]) for j, c in enumerate(cols) if c.node == t})
+        node_load.append({j: float(shares[cols[j].unit][t]) for j in per_node.get(t, ())})
     static_score = state.share(static.cpu, static.mem)
     mean_coef: dict[int, float] = {}
     for coef in node_load:
