@@ -66,13 +66,13 @@ def room(
     cores, `mem90` bytes of p90 memory and `vcpus` configured vCPUs (negative: load that
     leaves). The amounts may be arrays of candidates; they broadcast against the nodes.
 
-    A change that lowers a node's p90 CPU is within the CPU load cap even if the node stays
-    above it: an exchange that relieves a node running hot leaves it no worse. Memory and the
+    A change that leaves a node's p90 CPU no higher is within the CPU load cap even if the node
+    stays above it: an exchange that relieves a node running hot leaves it no worse. Memory and the
     vCPU overcommit cap are hard limits: a node above them receives nothing."""
     cap = caps(state, policy, nodes)
-    relieved = np.asarray(cpu90) < 0
+    now = state.cpu_p90[nodes]
     return Room(
-        (state.cpu_p90[nodes] + cpu90 <= cap.cpu90) | relieved,
+        now + cpu90 <= np.maximum(cap.cpu90, now),  # the exact planner's rule too
         state.mem_p90[nodes] + mem90 <= cap.mem90,
         state.vcpus[nodes] + vcpus <= cap.vcpus,
     )
