@@ -67,6 +67,8 @@ def why_not_now(snapshot: ClusterSnapshot, policy: Policy, vmid: int, target: st
     if vmid not in state.where:
         return "the guest is not on any known node"
     t = state.index[target]
+    if t == state.where[vmid]:
+        return f"the guest is already on {target}"
     if feasible_targets([vmid], state.where[vmid], state, rules, policy, False)[t]:
         return None
     return _why_not(state, rules, policy, vmid, t, False)

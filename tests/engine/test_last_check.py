@@ -60,6 +60,11 @@ LAST_CHECKS = [
         None,
     ),
     (
+        "the guest is already on the target",
+        snapshot(nodes("pve1", "pve2"), [guest(101, "pve2")]),
+        "the guest is already on pve2",
+    ),
+    (
         "the target went offline",
         snapshot([node("pve1"), node("pve2", online=False)], [guest(101, "pve1")]),
         "pve2 is offline",
