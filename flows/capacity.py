@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from analytics.features import model_columns
 from analytics.history import node_history, recent_history
 from analytics.report import CapacityReport, build_report, table_rows, to_html, to_markdown
 from engine import Guest
@@ -51,7 +52,7 @@ def forecast_vs_actual(rt: Runtime, guests: tuple[Guest, ...], now: float) -> pl
     )
     if history.is_empty():
         return None
-    said = model.forecast(history.select("series", "ts", "cpu"), "cpu", horizon)
+    said = model.forecast(history.select(model_columns(history, "cpu")), "cpu", horizon)
     said = said.with_columns(pl.col("ts") + horizon * 60)
     return (
         history.join(said, on=["series", "ts"], how="left")
