@@ -171,4 +171,4 @@ def _rules(
     return tuple(node_rules), tuple(resource_rules)
 
 
-__all__ = ["HISTORY_DAYS", "snapshot_from_store"]
+__all__ = ["HISTORY_DAYS", "migration_records", "snapshot_from_store"]

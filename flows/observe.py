@@ -14,14 +14,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from analytics import Store
-from analytics.snapshot import migration_records
+from analytics.snapshot import HISTORY_DAYS, migration_records
 from engine import ClusterSnapshot, MigrationRecord
 from flows.progress import steps
 from flows.runtime import Runtime
 from tasks.forecast import ForecastSet, predict
 from tasks.ingest import IngestResult, collect
-
-HISTORY_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -38,11 +36,10 @@ class Observation:
         return out
 
 
-def recent_migrations(
-    store: Store, now: float, days: float = HISTORY_DAYS
-) -> list[MigrationRecord]:
-    frame = store.completed_migrations(datetime.fromtimestamp(now, UTC) - timedelta(days=days))
-    return list(migration_records(frame))
+def recent_migrations(store: Store, now: float) -> tuple[MigrationRecord, ...]:
+    """Migrations that still hold a cooldown: those of the last `HISTORY_DAYS`."""
+    since = datetime.fromtimestamp(now, UTC) - timedelta(days=HISTORY_DAYS)
+    return migration_records(store.completed_migrations(since))
 
 
 @task(name="ingest-cycle", cache_policy=NO_CACHE)
@@ -80,5 +77,5 @@ def observe(rt: Runtime) -> Observation:
     forecasts = forecast(rt, ingested)
     inv = ingested.inventory
     history = recent_migrations(rt.store, inv.taken_at)
-    snapshot = inv.snapshot(forecasts=forecasts.forecasts, history=tuple(history))
+    snapshot = inv.snapshot(forecasts=forecasts.forecasts, history=history)
     return Observation(ingested, forecasts, snapshot)
