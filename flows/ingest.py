@@ -20,7 +20,6 @@ from flows.observe import ingest_cycle
 from flows.progress import steps
 from flows.runtime import Runtime, connect, current_settings
 from tasks.ingest import backfill as backfill_history
-from tasks.ingest import needs_backfill
 from tasks.limits import store_slot
 
 MAINTAIN_EVERY = timedelta(minutes=30)
@@ -78,7 +77,7 @@ def ingest(backfill: bool | None = None, maintain_now: bool = False) -> IngestSu
     """Read the cluster once into the history (``backfill``: None = only when it is empty)."""
     rt = connect(current_settings())
     backfilled = 0
-    if backfill or (backfill is None and needs_backfill(rt.store)):
+    if backfill or (backfill is None and not rt.store.has_guest_samples()):
         backfilled = backfill_task(rt)
     result = ingest_cycle(rt)
     inv = result.inventory

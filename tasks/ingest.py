@@ -124,10 +124,6 @@ def collect(
     )
 
 
-def needs_backfill(store: Store) -> bool:
-    return not store.has_guest_samples()
-
-
 def backfill(
     gateway: Gateway,
     store: Store,
