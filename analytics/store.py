@@ -185,8 +185,7 @@ class Store:
 
     def has_guest_samples(self) -> bool:
         """Whether any raw guest sample is kept; a store without one is backfilled first."""
-        frame = self.read("SELECT count(*) AS n FROM (SELECT 1 FROM guest_samples LIMIT 1)")
-        return int(frame["n"][0]) > 0
+        return bool(self.read("SELECT EXISTS (SELECT 1 FROM guest_samples) AS any")["any"][0])
 
     def newest_rollup(self) -> datetime | None:
         """The newest 5-minute bucket of guest samples (None before the first roll-up): how
