@@ -96,13 +96,15 @@ def training_frame(store: Store, now: float, days: float) -> pl.DataFrame:
     up to its newest bucket and the raw samples the rest.
     """
     end = datetime.fromtimestamp(now, UTC)
-    rolled = store.guest_window(end - timedelta(days=days), end, resolution="5m")
+    rolled = store.guest_window(
+        end - timedelta(days=days), end, resolution="5m", columns=("cpu_mean", "mem_mean")
+    )
     rolled = rolled.rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"})
     raw_since = end - timedelta(days=days)
     newest = rolled["ts"].max() if not rolled.is_empty() else None
     if isinstance(newest, datetime):
         raw_since = newest + timedelta(minutes=5)
-    raw = store.guest_window(raw_since, end + timedelta(seconds=1))
+    raw = store.guest_window(raw_since, end + timedelta(seconds=1), columns=("cpu", "mem"))
     parts = [f.select("vmid", "ts", "cpu", "mem") for f in (rolled, raw) if not f.is_empty()]
     if not parts:
         return to_grid(pl.DataFrame(), "vmid", ("cpu", "mem"))
