@@ -343,6 +343,16 @@ def test_completed_migrations_are_the_ok_ones_finished_since_a_time_oldest_first
     assert later["vmid"].to_list() == [101]
 
 
+def test_migrations_that_finished_at_the_same_second_come_back_in_vmid_order(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    done = T0 + timedelta(minutes=5)
+    rows = [record(f"m{vmid}", "ok", T0, done) for vmid in (107, 105, 106)]  # not in vmid order
+    store.upsert("migrations", pl.DataFrame(rows))
+    assert store.completed_migrations(T0)["vmid"].to_list() == [105, 106, 107]
+
+
 def test_unfinished_migrations_are_the_records_with_an_intent_but_no_outcome(
     tmp_path: Path,
 ) -> None:
