@@ -8,7 +8,7 @@ import polars as pl
 
 from analytics.model_store import versions
 from tasks.forecast import model_root, train_one
-from tests.analytics.test_forecaster import seasonal
+from tests.analytics.series import seasonal
 
 
 def test_an_hour_of_history_is_too_little_to_train_and_nothing_is_saved(tmp_path: Path) -> None:
