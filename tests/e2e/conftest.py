@@ -148,4 +148,5 @@ def final_states(run_ids: list[str], timeout: float, logs: list[Path]) -> dict[s
             return runs
         return None
 
-    return dict(wait_for(f"flow runs {run_ids} to finish", all_final, timeout, *logs))
+    # each check opens a client and reads every run: once a second is often enough
+    return dict(wait_for(f"flow runs {run_ids} to finish", all_final, timeout, *logs, every=1.0))

@@ -31,8 +31,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float, *logs: Path) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` (and the logs' tails)."""
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float, *logs: Path, every: float = 0.25
+) -> Any:
+    """Poll `check` every `every` seconds until it returns something truthy; fail naming `what`
+    (and the logs' tails)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -41,7 +44,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, *logs: Path) -
         if time.monotonic() > deadline:
             tails = "".join(f"\n--- last lines of {log.name} ---\n{tail_of(log)}" for log in logs)
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}{tails}")
-        time.sleep(0.25)
+        time.sleep(every)
 
 
 def tail_of(log: Path, lines: int = 40) -> str:
