@@ -1,4 +1,5 @@
-"""Polars loaders for the real VM traces: one long frame `series, ts, cpu, mem` per data set.
+"""Polars loaders for the real VM traces: one long frame `series, ts, cpu, mem, disk, net` per
+data set.
 
 Both loaders return the same shape, sorted by `series, ts`:
 
@@ -7,7 +8,9 @@ Both loaders return the same shape, sorted by `series, ts`:
 * `ts` (Int64): epoch seconds on a 300 s grid (multiples of 300), one row per grid step, no gaps;
 * `cpu` (Float64): busy fraction of the VM's own vCPUs, at least 0 and a little above 1 in
   bursts (the real range is 0 to about 1.06, with rare spikes to 1.5);
-* `mem` (Float64): fraction of the VM's memory in use, in [0, 1]; null for PlanetLab.
+* `mem` (Float64): fraction of the VM's memory in use, in [0, 1]; null for PlanetLab;
+* `disk`, `net` (Float64): bytes per second read plus written, and received plus transmitted;
+  null for PlanetLab. The traces give KB/s; a KB is taken as 1,024 bytes, as for memory.
 
 Cleaning rule (Bitbrains), applied in this order and nothing else. It is the rule of the
 simulator's reader (`pvesim.traces.read_bitbrains`), re-implemented here vectorised so that
@@ -23,7 +26,8 @@ give the same numbers:
    whose guest `cpu` also exceeds 1.0 a little because it counts the emulator's own threads;
    capping them would erase how busy a saturated VM is. mem = usage KB / capacity KB, clamped to
    [0, 1]: a guest cannot use more memory than it was given, and the few dozen rows above
-   capacity are accounting noise.
+   capacity are accounting noise. disk and net are the sums of the two throughputs, floored
+   at 0 (the simulator does not replay them; they are this loader's own).
 4. Resample onto a 5-minute grid aligned to epoch multiples of 300 s, spanning the first to the
    last row of the file (zero-capacity rows included): a bucket is the mean of its rows; an
    empty bucket repeats the previous bucket (gaps carried forward), and buckets before the first
@@ -62,14 +66,20 @@ _CPU_CAPACITY = "CPU capacity provisioned [MHZ]"
 _CPU_PCT = "CPU usage [%]"
 _MEM_CAPACITY = "Memory capacity provisioned [KB]"
 _MEM_USAGE = "Memory usage [KB]"
-_COLUMNS = (_TIME, _CPU_CAPACITY, _CPU_PCT, _MEM_CAPACITY, _MEM_USAGE)
+_DISK = ("Disk read throughput [KB/s]", "Disk write throughput [KB/s]")
+_NET = ("Network received throughput [KB/s]", "Network transmitted throughput [KB/s]")
+_COLUMNS = (_TIME, _CPU_CAPACITY, _CPU_PCT, _MEM_CAPACITY, _MEM_USAGE, *_DISK, *_NET)
+KIB = 1024.0  # bytes in the traces' KB
 
 SCHEMA: dict[str, pl.DataType] = {
     "series": pl.String(),
     "ts": pl.Int64(),
     "cpu": pl.Float64(),
     "mem": pl.Float64(),
+    "disk": pl.Float64(),
+    "net": pl.Float64(),
 }
+_VALUES = ("cpu", "mem", "disk", "net")
 
 
 def empty_frame() -> pl.DataFrame:
@@ -104,13 +114,16 @@ def _read_bitbrains_raw(path: Path, series: str) -> pl.DataFrame:
         pl.col(_CPU_PCT).alias("cpu_pct"),
         pl.col(_MEM_CAPACITY).alias("mem_cap"),
         pl.col(_MEM_USAGE).alias("mem_use"),
+        (pl.col(_DISK[0]) + pl.col(_DISK[1])).alias("disk_kbs"),
+        (pl.col(_NET[0]) + pl.col(_NET[1])).alias("net_kbs"),
     )
 
 
 def clean_bitbrains(raw: pl.DataFrame) -> pl.DataFrame:
     """Apply the cleaning rule (module docstring) to raw rows of one or many files.
 
-    `raw` has `series, row, t, cpu_cap, cpu_pct, mem_cap, mem_use`, `row` being the position in
+    `raw` has `series, row, t, cpu_cap, cpu_pct, mem_cap, mem_use, disk_kbs, net_kbs`, `row` being
+    the position in
     the file; the result has the loaders' columns, sorted by `series, ts`.
     """
     step = pl.lit(STEP, dtype=pl.Int64)
@@ -130,9 +143,11 @@ def clean_bitbrains(raw: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             (pl.col("cpu_pct") / 100.0).clip(lower_bound=0.0).alias("cpu"),
             (pl.col("mem_use") / pl.col("mem_cap")).clip(0.0, 1.0).alias("mem"),
+            (pl.col("disk_kbs") * KIB).clip(lower_bound=0.0).alias("disk"),
+            (pl.col("net_kbs") * KIB).clip(lower_bound=0.0).alias("net"),
         )
         .group_by("series", "ts")
-        .agg(pl.col("cpu").mean(), pl.col("mem").mean())
+        .agg(pl.col(c).mean() for c in _VALUES)
     )
     # 4. the full grid per series, first to last row, then carry values forward (and back to
     # the buckets before the first usable row); series without any usable row are dropped
@@ -147,10 +162,7 @@ def clean_bitbrains(raw: pl.DataFrame) -> pl.DataFrame:
     return (
         grid.join(buckets, on=["series", "ts"], how="left")
         .sort("series", "ts")
-        .with_columns(
-            pl.col("cpu").forward_fill().backward_fill().over("series"),
-            pl.col("mem").forward_fill().backward_fill().over("series"),
-        )
+        .with_columns(pl.col(c).forward_fill().backward_fill().over("series") for c in _VALUES)
         .select(pl.col(name).cast(dtype) for name, dtype in SCHEMA.items())
     )
 
@@ -224,7 +236,8 @@ def load_planetlab(
     days: Sequence[str] | None = None,
     limit: int | None = None,
 ) -> pl.DataFrame:
-    """PlanetLab day files as one long frame (`mem` null), one series per VM per day.
+    """PlanetLab day files as one long frame (`mem`, `disk`, `net` null), one series per VM per
+    day.
 
     `days` defaults to every day folder present; `limit` keeps at most that many VMs per day
     (the first in sorted name order), for quick runs. Each file must hold 288 integers.
@@ -276,7 +289,7 @@ def load_planetlab(
     return (
         index.with_columns(
             (pct.cast(pl.Float64) / 100.0).clip(lower_bound=0.0).alias("cpu"),
-            pl.lit(None, dtype=pl.Float64).alias("mem"),
+            *(pl.lit(None, dtype=pl.Float64).alias(c) for c in ("mem", "disk", "net")),
         )
         .sort("series", "ts")
         .select(pl.col(name).cast(dtype) for name, dtype in SCHEMA.items())

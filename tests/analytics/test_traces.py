@@ -84,6 +84,33 @@ def test_the_cleaning_rule_sorts_dedups_drops_zero_capacity_averages_and_carries
     assert frame["mem"].to_list() == pytest.approx(QUIRKY_MEM)
 
 
+def test_disk_and_network_throughput_are_summed_in_bytes_per_second_and_bucketed_like_cpu(
+    tmp_path: Path,
+) -> None:
+    # read, write, received, transmitted KB/s; a negative reading counts as idle
+    io_rows = [
+        [*row(T + 10, 1000, 10, 1000, 100)[:7], 1, 3, 10, 20],
+        [*row(T + 20, 1000, 10, 1000, 100)[:7], 3, 1, 30, 40],  # same bucket: means of sums
+        [*row(T + 30, 0, 0, 0, 0)[:7], 900, 900, 900, 900],  # zero capacity: missing
+        [*row(T + 310, 1000, 10, 1000, 100)[:7], -5, 0, 0, 0],
+        [*row(T + 910, 1000, 10, 1000, 100)[:7], 2, 2, 1, 1],  # T+600 carried forward
+    ]
+    write_bitbrains(tmp_path, "2013-7", 1, io_rows)
+
+    frame = load_bitbrains(tmp_path, months=("2013-7",))
+
+    assert frame["disk"].to_list() == pytest.approx([4 * 1024, 0, 0, 4 * 1024])
+    assert frame["net"].to_list() == pytest.approx([50 * 1024, 0, 0, 2 * 1024])
+
+
+def test_planetlab_has_no_memory_disk_or_network(tmp_path: Path) -> None:
+    write_planetlab(tmp_path, "20110303", "vm_a", [1] * 288)
+
+    frame = load_planetlab(tmp_path)
+
+    assert frame.select(pl.col("mem", "disk", "net").null_count()).row(0) == (288, 288, 288)
+
+
 def test_the_cleaning_rule_gives_the_same_numbers_as_the_simulators_reader(
     tmp_path: Path,
 ) -> None:
