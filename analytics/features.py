@@ -1,5 +1,5 @@
 """Scale-free forecasting features over a long trace frame (`series, ts, <column>` and maybe
-the column's companion), lazily.
+the column's companion and the guest's disk and network throughput), lazily.
 
 One builder serves training and prediction: `build_features` is the only place features are
 defined, `prediction_rows` merely cuts each series to its recent tail first (every feature looks
@@ -25,6 +25,14 @@ memory, by about 3). They are ratios, so memory in bytes (the store) or as a fra
 traces) gives the same values. Where the companion is missing they are null, which the boosting
 treats as missing; a training frame without it at all gives a model that ignores them
 (`analytics.forecaster`).
+
+Disk and network throughput (`IO_SOURCES`, bytes/s: read plus written, received plus
+transmitted) add where each stands against its own last hour, its change over 5 and 30 minutes
+and its spread (`IO_FEATURES`), divided by the hour's mean plus `IO_EPS` so an idle disk's
+trickle does not read as a surge. A batch job starting or ending shows in its I/O as in its CPU,
+often a step earlier (reading its input, writing its results): on Bitbrains CPU they cut the
+validation MAE by about 1.5 points of the best naive baseline's on two splits. Like the
+companion's, they are null where the frame lacks them.
 
 `targets` gives, per row, what the two models learn, with the definitions of
 `analytics.backtest`: the mean of the next h = H / 5 values, and one of those values drawn at
@@ -52,6 +60,9 @@ TAIL = 288  # rows per series kept at prediction time (one day, >= LONG and EWMA
 LAGS = (1, 2, 3, 6, 12)
 EWM_HALF_LIVES = (2, 6)  # steps: 10 and 30 minutes
 OTHER_DIFFS = (1, 3, 6, 12)  # steps over which the companion's change is a feature
+IO_SOURCES = ("disk", "net")  # throughputs in bytes/s, optional sources of features
+IO_DIFFS = (1, 6)  # steps over which a throughput's change is a feature
+IO_EPS = 1024.0  # bytes/s added to a throughput's level: 1 KiB/s counts as idle
 DAY = 86_400
 WEEK = 7 * DAY
 # the companion's features (see the module docstring), the last of `FEATURES`
@@ -60,6 +71,12 @@ OTHER_FEATURES: tuple[str, ...] = (
     *(f"other_diff_{k}" for k in OTHER_DIFFS),
     "other_std_1h",
     "other_mean_6h",
+)
+# the throughputs' features (see the module docstring), after the companion's
+IO_FEATURES: tuple[str, ...] = tuple(
+    name
+    for r in IO_SOURCES
+    for name in (f"{r}_now", *(f"{r}_diff_{k}" for k in IO_DIFFS), f"{r}_std_1h")
 )
 
 FEATURES: tuple[str, ...] = (
@@ -84,6 +101,7 @@ FEATURES: tuple[str, ...] = (
     "dow_cos",
     "log_now",
     *OTHER_FEATURES,
+    *IO_FEATURES,
 )
 SCALED: tuple[str, ...] = ("log_now",)  # the features that are not scale-free
 COMPANION = {"cpu": "mem", "mem": "cpu"}  # the other resource of a guest, a source of features
@@ -95,10 +113,17 @@ def companion_in(frame: pl.DataFrame | pl.LazyFrame, column: str) -> str | None:
     return other if other in _lazy(frame).collect_schema().names() else None
 
 
+def io_in(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """The `IO_SOURCES` the frame has."""
+    names = _lazy(frame).collect_schema().names()
+    return [r for r in IO_SOURCES if r in names]
+
+
 def model_columns(frame: pl.DataFrame | pl.LazyFrame, column: str) -> list[str]:
-    """`series, ts`, the column and its companion when the frame has it: what a model reads."""
+    """`series, ts`, the column, its companion and the throughputs the frame has: what a model
+    reads."""
     other = companion_in(frame, column)
-    return ["series", "ts", column, *([other] if other else [])]
+    return ["series", "ts", column, *([other] if other else []), *io_in(frame)]
 
 
 def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -139,6 +164,26 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
     def other_ratio(expr: pl.Expr) -> pl.Expr:
         return per_series(expr / o_level).clip(-CLIP, CLIP)
 
+    present = io_in(frame)
+
+    def io_source(r: str) -> pl.Expr:
+        return (pl.col(r).cast(pl.Float64) if r in present else pl.lit(None, pl.Float64)).alias(
+            f"_{r}"
+        )
+
+    def io_features(r: str) -> list[pl.Expr]:
+        v = pl.col(f"_{r}")
+        lvl_r = v.rolling_mean(HOUR, min_samples=1) + IO_EPS
+
+        def io_ratio(expr: pl.Expr) -> pl.Expr:
+            return per_series(expr / lvl_r).clip(-CLIP, CLIP)
+
+        return [
+            io_ratio(v).alias(f"{r}_now"),
+            *(io_ratio(v - v.shift(k)).alias(f"{r}_diff_{k}") for k in IO_DIFFS),
+            io_ratio(v.rolling_std(HOUR, min_samples=2)).alias(f"{r}_std_1h"),
+        ]
+
     phase_day = (pl.col("ts") % DAY).cast(pl.Float64) * (2 * math.pi / DAY)
     phase_week = (pl.col("ts") % WEEK).cast(pl.Float64) * (2 * math.pi / WEEK)
     steps = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("series")
@@ -149,6 +194,7 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             "ts",
             x,
             source.alias("_other"),
+            *(io_source(r) for r in IO_SOURCES),
             steps.alias("steps"),
             level(column).alias("level"),
         )
@@ -190,6 +236,7 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             *(other_ratio(o - o.shift(k)).alias(f"other_diff_{k}") for k in OTHER_DIFFS),
             other_ratio(o.rolling_std(HOUR, min_samples=2)).alias("other_std_1h"),
             other_ratio(o.rolling_mean(LONG, min_samples=1)).alias("other_mean_6h"),
+            *(e for r in IO_SOURCES for e in io_features(r)),
         )
     )
 

@@ -19,8 +19,10 @@ over-cover).
 Series with fewer than `WARMUP` rows get the fallback, EWMA plus trend: mean = EWMA (half-life
 30 min) + last-hour slope x (h + 1) / 2 steps (at least 0), p90 = max(mean, last-hour maximum).
 
-The frame may hold the other resource too (`analytics.features.COMPANION`); the model then uses
-its movement as well, and should be given it at prediction time as at training time.
+The frame may hold the other resource too (`analytics.features.COMPANION`) and the guest's disk
+and network throughput (`analytics.features.IO_SOURCES`); the model then uses their movement as
+well, and should be given them at prediction time as at training time
+(`analytics.features.model_columns` names them).
 
 `predict(frame)` forecasts from the last row of each series; `forecast(frame, column, horizon)`
 from every row, with the signature of `analytics.baselines.Forecaster`; `split_forecaster` makes
@@ -55,7 +57,7 @@ from analytics.features import (
 
 # the feature set and target definitions a fitted model depends on; a saved model of another
 # format is refused at load (analytics.model_store)
-MODEL_FORMAT = 3
+MODEL_FORMAT = 4
 P90_BOOSTING: dict[str, Any] = {"max_iter": 200, "max_leaf_nodes": 31, "min_samples_leaf": 100}
 OUTPUT = {"series": pl.String(), "ts": pl.Int64(), "mean": pl.Float64(), "p90": pl.Float64()}
 

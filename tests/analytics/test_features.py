@@ -11,6 +11,7 @@ from analytics.backtest import backtest
 from analytics.baselines import last_value
 from analytics.features import (
     FEATURES,
+    IO_FEATURES,
     LONG,
     OTHER_FEATURES,
     SCALED,
@@ -21,7 +22,14 @@ from analytics.features import (
     targets,
 )
 
-SCHEMA = {"series": pl.String, "ts": pl.Int64, "cpu": pl.Float64, "mem": pl.Float64}
+SCHEMA = {
+    "series": pl.String,
+    "ts": pl.Int64,
+    "cpu": pl.Float64,
+    "mem": pl.Float64,
+    "disk": pl.Float64,
+    "net": pl.Float64,
+}
 
 
 def noisy(n: int = 400, seed: int = 0, names: tuple[str, ...] = ("a", "b")) -> pl.DataFrame:
@@ -30,9 +38,10 @@ def noisy(n: int = 400, seed: int = 0, names: tuple[str, ...] = ("a", "b")) -> p
     for name in names:
         t = np.arange(n)
         x = np.clip(0.3 + 0.2 * np.sin(2 * np.pi * t / 288) + 0.05 * rng.standard_normal(n), 0, 1)
+        io = {"disk": 4e6 * x * rng.uniform(0.5, 1.5, n), "net": 1e7 * (1.2 - x)}  # bytes/s
         parts.append(
             pl.DataFrame(
-                {"series": [name] * n, "ts": 300 * t, "cpu": x, "mem": x / 2}, schema=SCHEMA
+                {"series": [name] * n, "ts": 300 * t, "cpu": x, "mem": x / 2, **io}, schema=SCHEMA
             )
         )
     return pl.concat(parts)
@@ -102,9 +111,26 @@ def test_without_the_other_resource_its_features_are_missing_and_the_rest_unchan
     assert alone.select(pl.col(companion).is_null().all()).row(0) == (True,) * len(companion)
     own = [f for f in FEATURES if f not in companion]
     assert_frame_equal(alone.select(own), both.select(own))
-    assert model_columns(frame, "cpu") == ["series", "ts", "cpu", "mem"]
-    assert model_columns(frame, "mem") == ["series", "ts", "mem", "cpu"]
-    assert model_columns(frame.drop("mem"), "cpu") == ["series", "ts", "cpu"]
+    assert model_columns(frame, "cpu") == ["series", "ts", "cpu", "mem", "disk", "net"]
+    assert model_columns(frame, "mem") == ["series", "ts", "mem", "cpu", "disk", "net"]
+    assert model_columns(frame.drop("mem"), "cpu") == ["series", "ts", "cpu", "disk", "net"]
+
+
+def test_throughput_features_are_relative_to_their_own_level_and_missing_without_them() -> None:
+    frame = noisy()
+    plain = build_features(frame, "cpu").collect()
+    assert plain.tail(100).select(IO_FEATURES).null_count().sum_horizontal().item() == 0
+    # a thousand times busier, the same features: only the idle allowance differs, which a busy
+    # disk barely feels
+    busier = build_features(frame.with_columns(pl.col("disk", "net") * 1000), "cpu").collect()
+    assert_frame_equal(
+        plain.select(IO_FEATURES), busier.select(IO_FEATURES), rel_tol=1e-2, abs_tol=1e-3
+    )
+    without = build_features(frame.drop("disk", "net"), "cpu").collect()
+    assert without.select(pl.col(IO_FEATURES).is_null().all()).row(0) == (True,) * len(IO_FEATURES)
+    own = [f for f in FEATURES if f not in IO_FEATURES]
+    assert_frame_equal(without.select(own), plain.select(own))
+    assert model_columns(frame.drop("net"), "cpu") == ["series", "ts", "cpu", "mem", "disk"]
 
 
 def test_targets_use_the_backtest_definitions() -> None:
