@@ -5,7 +5,8 @@ and list columns. Time columns may arrive as datetimes (naive = UTC, aware = con
 seconds and leave as naive UTC. JSON columns arrive as JSON strings and leave with every
 secret-looking key's value replaced, so tokens and passwords never reach the file. List columns
 leave as lists of strings, CPU fractions (and the roll-ups' CPU means and maxima) rounded to
-`CPU_DECIMALS`. Extra columns of a frame are dropped.
+`CPU_DECIMALS`, guest throughput (bytes/s) rounded to whole bytes as the store keeps it. Extra
+columns of a frame are dropped.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
 CPU_DECIMALS = 6  # see analytics.schema: finer digits of a CPU fraction are noise
+WHOLE: Final = "half_away_from_zero"  # as DuckDB rounds, so ingest and roll-ups agree
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class _Table:
     jsons: tuple[str, ...] = ()
     lists: tuple[str, ...] = ()
     rounded: tuple[str, ...] = ()
+    whole: tuple[str, ...] = ()  # rounded to integers: a stored row then compares equal
     # a PRIMARY KEY backs the key (ON CONFLICT); else appends anti-join on it (sample tables)
     indexed: bool = True
 
@@ -35,7 +38,12 @@ class _Table:
 TABLES: dict[str, _Table] = {
     "node_samples": _Table(("node", "ts"), times=("ts",), rounded=("cpu",), indexed=False),
     "guest_samples": _Table(
-        ("vmid", "ts"), ("node", "kind"), ("ts",), rounded=("cpu",), indexed=False
+        ("vmid", "ts"),
+        ("node", "kind"),
+        ("ts",),
+        rounded=("cpu",),
+        whole=("disk_rate", "net_rate"),
+        indexed=False,
     ),
     "runs": _Table(("run_id",), ("flow",), ("started", "finished"), ("parameters",)),
     "plans": _Table(("plan_id",), ("created",), ("created",), ("moves", "skips")),
@@ -49,7 +57,12 @@ TABLES: dict[str, _Table] = {
     # raw sample on (and adds missing buckets only before the 5-minute cutoff)
     **{
         f"{entity}_samples_{res}": _Table(
-            (key, "bucket"), ("n",), ("bucket",), rounded=("cpu_mean", "cpu_max"), indexed=False
+            (key, "bucket"),
+            ("n",),
+            ("bucket",),
+            rounded=("cpu_mean", "cpu_max"),
+            whole=("disk_mean", "net_mean") if entity == "guest" else (),
+            indexed=False,
         )
         for entity, key in (("node", "node"), ("guest", "vmid"))
         for res in ("5m", "1h")
@@ -108,6 +121,9 @@ def normalise(table: str, frame: pl.DataFrame, columns: list[str]) -> pl.DataFra
     for col in spec.rounded:
         if col in frame.columns:
             fixes[col] = pl.col(col).cast(pl.Float64).round(CPU_DECIMALS)
+    for col in spec.whole:
+        if col in frame.columns:
+            fixes[col] = pl.col(col).cast(pl.Float64).round(mode=WHOLE).cast(pl.Int64)
     for col in spec.lists:
         if col not in frame.columns:
             continue

@@ -9,8 +9,9 @@ Appends are idempotent: every table has a key, and a row whose key is stored alr
 (``ON CONFLICT DO NOTHING`` where a primary key backs it, an anti-join on the sample tables, see
 :mod:`analytics.append`), so re-ingesting the same samples never duplicates a row. Frames may
 carry extra columns (ignored); time columns may be datetimes (naive = UTC, aware = converted)
-or epoch seconds. Schema and time convention: :mod:`analytics.schema`; roll-ups and retention:
-:mod:`analytics.rollup`.
+or epoch seconds. Guest samples get their disk and network rates from their byte counters on
+the way in, in the same transaction (:mod:`analytics.rates`). Schema and time convention:
+:mod:`analytics.schema`; roll-ups and retention: :mod:`analytics.rollup`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import polars as pl
 from analytics.append import write
 from analytics.connect import Backoff, Params, StoreLockedError, fetch_frame, opened, read_frame
 from analytics.ingest import TABLES, normalise, scrub, to_json
+from analytics.rates import with_rates
 from analytics.rollup import Retention, maintain
 from analytics.schema import (
     LATEST,
@@ -104,6 +106,8 @@ class Store:
             return 0
         with self.writer() as con:
             rows = normalise(table, frame, table_columns(con, table))
+            if table == "guest_samples":
+                rows = with_rates(con, rows, update=update)
             return write(con, table, rows, update=update)
 
     def append(self, table: str, frame: pl.DataFrame) -> int:

@@ -38,11 +38,14 @@ def count(path: Path, table: str) -> int:
 
 
 def guest_frame(vmid: int, start: datetime, minutes: int) -> pl.DataFrame:
-    """One sample a minute; cpu = minute-of-hour / 100, mem = 1000 * hour-of-day + minute."""
+    """One sample a minute; cpu = minute-of-hour / 100, mem = 1000 * hour-of-day + minute;
+    on pve1 in the first half of each hour, on pve2 in the second; byte counters that grow by
+    60 (disk) and 120 (network) bytes a minute, so rates of 1 and 2 B/s except after a move."""
     ts = pl.datetime_range(
         start, start + timedelta(minutes=minutes - 1), "1m", eager=True, time_unit="us"
     )
     minute = ts.dt.minute().cast(pl.Int64)
+    since = (ts - datetime(2026, 1, 1)).dt.total_minutes()  # the same in overlapping frames
     return pl.DataFrame(
         {
             "vmid": vmid,
@@ -53,7 +56,10 @@ def guest_frame(vmid: int, start: datetime, minutes: int) -> pl.DataFrame:
             "cpus": 2,
             "mem": ts.dt.hour().cast(pl.Int64) * 1000 + minute,
             "maxmem": 1 << 30,
-            "netin": 0,
+            "netin": since * 100,
+            "netout": since * 20,
+            "diskread": since * 60,
+            "diskwrite": 0,
         }
     )
 
@@ -658,6 +664,37 @@ def test_guest_config_refuses_local_resources_that_are_not_a_list(tmp_path: Path
     frame = config_frame([100], "pve1", [[]]).with_columns(local_resources=pl.lit("usb0"))
     with pytest.raises(ValueError, match=r"guest_config\.local_resources must be a list"):
         Store(tmp_path / "h.duckdb").upsert("guest_config", frame)
+
+
+def test_a_file_at_schema_version_4_gains_throughput_columns_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+            "description VARCHAR NOT NULL, applied TIMESTAMP NOT NULL)"
+        )
+        for step in MIGRATIONS[:4]:
+            con.execute(step.sql)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [step.version, "old"])
+        first = guest_frame(100, T0, 1).row(0, named=True)
+        con.execute(
+            "INSERT INTO guest_samples (vmid, ts, node, kind, cpu, netin, netout, diskread, "
+            "diskwrite) VALUES (100, $ts, 'pve1', 'qemu', 0.5, $netin, $netout, $diskread, 0)",
+            {k: first[k] for k in ("ts", "netin", "netout", "diskread")},
+        )
+        con.execute("INSERT INTO guest_samples_5m VALUES (100, ?, 'a', 5, 0.5, 0.5, 7, 7)", [T0])
+    store = Store(path)
+    assert store.migrate() == 5 == LATEST
+    old = store.guest_window(T0, T0 + timedelta(minutes=1))
+    assert old.select("cpu", "disk_rate", "net_rate").rows() == [(0.5, None, None)]
+    rolled = store.guest_window(T0, T0 + timedelta(minutes=5), resolution="5m")
+    assert rolled.select("mem_mean", "disk_mean", "net_mean").rows() == [(7, None, None)]
+    # the old sample's counters are the next one's previous: 60 B and 120 B in a minute
+    assert store.append_guest_samples(guest_frame(100, T0, 2)) == 1
+    added = store.guest_window(T0 + timedelta(minutes=1), T0 + timedelta(minutes=2))
+    assert added.select("disk_rate", "net_rate").rows() == [(1, 2)]
 
 
 def test_a_file_at_schema_version_2_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
