@@ -17,6 +17,9 @@ would give the same rows. This keeps a roll-up from rereading 90 days of 5-minut
 Hourly rows come from the 5-minute rows: ``n`` adds up, ``*_mean`` is the ``n``-weighted mean of
 the 5-minute means (the mean of the raw samples, up to the rounding of the stored means),
 ``*_max`` is the max of maxes. A guest's ``node`` is the node of its latest sample in the bucket.
+Guests' ``disk_mean``/``net_mean`` are the mean of the bucket's raw rates (rows without one are
+left out; NULL when none has one), hourly the ``n``-weighted mean of the 5-minute means that
+exist; nodes have no such columns.
 
 The roll-up tables have no primary key (see :mod:`analytics.schema`): recomputed buckets are
 merged by :func:`analytics.append.merge`, which updates only the rows whose values changed.
@@ -55,23 +58,37 @@ class Retention:
 
 
 _AGG_COLS = ("n", "cpu_mean", "cpu_max", "mem_mean", "mem_max")
+# guests only (nodes have no throughput columns): each roll-up mean and the raw rate it means.
+# A 5-minute mean is over the bucket's rows that have a rate; an hourly one weights each
+# 5-minute mean by its `n`. The exact weight, the count of rates, would cost a column per
+# bucket, and differs from `n` only in buckets where some samples lack a rate (the first after a
+# guest's start, move or a gap)
+_GUEST_MEANS = {"disk_mean": "disk_rate", "net_mean": "net_rate"}
+_GUEST_COLS = tuple(_GUEST_MEANS)
 
-# means are kept as the columns are (CPU to six decimals, memory to the byte), so a recomputed
-# bucket compares equal to its stored row when nothing changed
+# means are kept as the columns are (CPU to six decimals, memory and rates to the byte), so a
+# recomputed bucket compares equal to its stored row when nothing changed
 _FROM_RAW = """
 SELECT {key}, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket,{node}
        count(*)::INTEGER AS n, round(avg(cpu), 6) AS cpu_mean, max(cpu) AS cpu_max,
-       round(avg(mem))::BIGINT AS mem_mean, max(mem) AS mem_max
+       round(avg(mem))::BIGINT AS mem_mean, max(mem) AS mem_max{guest}
 FROM {entity}_samples WHERE ts {cmp} $cutoff GROUP BY ALL
 """
+_GUEST_FROM_RAW = "".join(
+    f",\n       round(avg({rate}))::BIGINT AS {mean}" for mean, rate in _GUEST_MEANS.items()
+)
 
 _FROM_5M = """
 SELECT {key}, date_trunc('hour', bucket) AS bucket,{node}
        sum(n)::INTEGER AS n, round(sum(cpu_mean * n) / sum(n), 6) AS cpu_mean,
        max(cpu_max) AS cpu_max, round(sum(mem_mean * n) / sum(n))::BIGINT AS mem_mean,
-       max(mem_max) AS mem_max
+       max(mem_max) AS mem_max{guest}
 FROM {entity}_samples_5m WHERE bucket {cmp} $cutoff GROUP BY ALL
 """
+_GUEST_FROM_5M = "".join(
+    f",\n       round(sum({c} * n) / sum(n) FILTER ({c} IS NOT NULL))::BIGINT AS {c}"
+    for c in _GUEST_COLS
+)
 
 
 def _roll(
@@ -85,18 +102,18 @@ def _roll(
     """Recompute the `target` buckets from `since` on (none when None; `since` >= `cutoff`)
     and add the missing ones before `cutoff`."""
     key = "node" if entity == "node" else "vmid"
-    cols = [key, "bucket", *(["node"] if entity == "guest" else []), *_AGG_COLS]
-    node = ""
+    cols = [key, "bucket", *_AGG_COLS]
+    node = guest = ""
     if entity == "guest":
-        node = (
-            " arg_max(node, ts) AS node," if source == "raw" else " arg_max(node, bucket) AS node,"
-        )
+        cols = [key, "bucket", "node", *_AGG_COLS, *_GUEST_COLS]
+        node = f" arg_max(node, {'ts' if source == 'raw' else 'bucket'}) AS node,"
+        guest = _GUEST_FROM_RAW if source == "raw" else _GUEST_FROM_5M
     select = _FROM_RAW if source == "raw" else _FROM_5M
     # kept buckets are recomputed (changed ones updated), expired ones only added if missing
     for cmp, update, bound in ((">=", True, since), ("<", False, cutoff)):
         if bound is None:
             continue
-        query = select.format(key=key, node=node, entity=entity, cmp=cmp)
+        query = select.format(key=key, node=node, guest=guest, entity=entity, cmp=cmp)
         con.execute(f"CREATE OR REPLACE TEMP TABLE rolled AS {query}", {"cutoff": bound})
         try:
             merge(

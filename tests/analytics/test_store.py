@@ -436,6 +436,38 @@ def test_five_minute_aggregates_have_the_expected_means_and_maxes(maintained: St
     assert rows["cpu_max"] == pytest.approx(0.19)
     assert (rows["mem_mean"], rows["mem_max"]) == (13017, 13019)
     assert rows["node"] == "pve1"  # minutes < 30 ran on pve1
+    assert (rows["disk_mean"], rows["net_mean"]) == (1, 2)  # 60 B and 120 B a minute
+
+
+def test_a_throughput_mean_is_over_the_samples_with_a_rate_and_null_when_none_has_one(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    hour = datetime(2026, 2, 28, 13)
+    # rates as a backfill brings them, without counters: disk = the minute; net = 10 x the
+    # minute, except none in minutes 0..4 and 7
+    rrd = guest_frame(100, hour, 60).drop("netin", "netout", "diskread", "diskwrite")
+    rates = rrd.with_columns(
+        disk_rate=pl.int_range(0, 60),
+        net_rate=pl.when(pl.int_range(0, 60).is_in([0, 1, 2, 3, 4, 7]))
+        .then(None)
+        .otherwise(pl.int_range(0, 60) * 10),
+    )
+    store.append_guest_samples(rates)
+    store.maintain(NOW, KEEP)
+    five = store.guest_window(hour, hour + timedelta(minutes=10), resolution="5m")
+    # minutes 0..4: disk mean 2, no net rate; 5..9: disk mean 7, net (50 + 60 + 80 + 90) / 4
+    assert five.select("n", "disk_mean", "net_mean").rows() == [(5, 2, None), (5, 7, 70)]
+    hourly = store.guest_window(hour, hour + timedelta(hours=1), resolution="1h")
+    # disk: the 5-minute means 2, 7, .., 57 weighted by n = 5 each: 29.5, kept as 30;
+    # net: the buckets that have a mean, 70 and 10 x (5k + 2) for k = 2..11: 3520 / 11
+    assert hourly.select("n", "disk_mean", "net_mean").rows() == [(60, 30, 320)]
+
+
+def test_node_roll_ups_have_no_throughput_columns(maintained: Store) -> None:
+    for table in ("node_samples_5m", "node_samples_1h"):
+        columns = maintained.read(f"SELECT * FROM {table} LIMIT 0").columns
+        assert not {"disk_mean", "net_mean"} & set(columns)
 
 
 def test_hourly_aggregates_have_the_expected_means_and_maxes(maintained: Store) -> None:
