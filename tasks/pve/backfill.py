@@ -2,8 +2,9 @@
 
 One `rrddata` call per node and per guest (cf AVERAGE), at most `workers` in flight. Points
 without a `cpu` value (the guest was stopped, the node down) are omitted, as PVE omits them.
-RRD network and disk figures are rates (bytes/s) while the store's columns hold the cumulative
-counters `/cluster/resources` reports, so backfilled rows leave those columns empty.
+RRD network and disk figures are rates (bytes/s), not the cumulative counters
+`/cluster/resources` reports, so backfilled rows leave the counter columns empty and fill
+``disk_rate`` (diskread + diskwrite) and ``net_rate`` (netin + netout) instead.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def check_timeframe(timeframe: str) -> None:
 def _num(point: dict[str, Any], key: str) -> float | None:
     value = point.get(key)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _sum(point: dict[str, Any], a: str, b: str) -> float | None:
+    """Two rates as one; None when either is missing (half a sum would read as a drop)."""
+    first, second = _num(point, a), _num(point, b)
+    return None if first is None or second is None else first + second
 
 
 def node_rows(node: str, points: Iterable[Any]) -> list[tuple[Any, ...]]:
@@ -78,6 +85,8 @@ def guest_rows(guest: Guest, points: Iterable[Any]) -> list[tuple[Any, ...]]:
                 None,
                 None,
                 None,
+                _sum(p, "diskread", "diskwrite"),
+                _sum(p, "netin", "netout"),
             )
         )
     return rows

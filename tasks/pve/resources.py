@@ -202,6 +202,7 @@ def _guest(entry: dict[str, Any], ts: int, out: Parsed) -> None:
         )
     )
     if running and cpu is not None:
+        # no rates: the store derives them from the counters of consecutive samples
         out.guest_rows.append(
-            (vmid, ts, node, kind, cpu, float(cpus or 0), used, maxmem, *counters)
+            (vmid, ts, node, kind, cpu, float(cpus or 0), used, maxmem, *counters, None, None)
         )

@@ -11,7 +11,7 @@ from analytics import Store
 from engine.model import Guest
 from tasks import ingest
 from tasks.pve.backfill import guest_rows
-from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA
+from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA, frame
 from tests.conftest import Control
 from tests.tasks.pve.support import connect, requests_made
 
@@ -30,6 +30,8 @@ def test_an_hour_of_history_comes_back_in_the_store_s_columns(sim, control: Cont
     assert set(guests["vmid"]) == {100, 101, 102, 103, 104, 105, 200, 201}  # 106 is stopped
     assert guests.filter(vmid=200)["kind"].unique().to_list() == ["lxc"]
     assert guests["netin"].null_count() == guests.height  # RRD rates are not the store's counters
+    assert guests["disk_rate"].null_count() == guests["net_rate"].null_count() == 0
+    assert guests["disk_rate"].min() > 0 and guests["net_rate"].min() > 0
     made = requests_made(control)
     assert made["GET /nodes/{node}/rrddata"] == 3
     assert made["GET /nodes/{node}/qemu/{vmid}/rrddata"] == 7
@@ -42,6 +44,16 @@ def test_guest_cpu_is_kept_as_pve_s_fraction_of_the_guest_s_vcpus(sim):
     web = guests.filter(vmid=100)
     assert web["cpus"].unique().to_list() == [2.0]
     assert 0 < web["cpu"].mean() < 1
+
+
+def test_rrd_rates_are_summed_into_disk_and_network_rates_unless_a_part_is_missing():
+    g = Guest(100, "web", "pve1", vcpus=2)
+    io = {"netin": 10.5, "netout": 20.0, "diskread": 1.0, "diskwrite": 2.25}
+    point = {"time": 60, "cpu": 0.5} | io
+    half = {"time": 120, "cpu": 0.5, "netin": 10.0, "diskread": 1.0, "diskwrite": None}
+    rows = frame(guest_rows(g, [point, half]), GUEST_SCHEMA)
+    assert rows.select("disk_rate", "net_rate").rows() == [(3.25, 30.5), (None, None)]
+    assert rows.select("netin", "netout", "diskread", "diskwrite").null_count().row(0) == (2,) * 4
 
 
 def test_points_without_a_cpu_value_are_omitted():
