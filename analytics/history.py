@@ -23,6 +23,11 @@ GRID = 300  # seconds per step of the forecasting grid
 # points for a week; the store rolls up to 5 minutes and hours), and daily peaks of finer data
 # are higher, which would read as growth; so every trend looks at 30-minute means
 TREND_BUCKET = "30m"
+# guest throughput (bytes/s) as the readers name it, from the raw and the roll-up columns;
+# null where the store has no rate (history from before it kept them, a counter reset)
+IO = ("disk", "net")
+RAW_IO = {"disk_rate": "disk", "net_rate": "net"}
+ROLLED_IO = {"disk_mean": "disk", "net_mean": "net"}
 
 
 def to_grid(frame: pl.DataFrame, key: str, value_cols: Sequence[str]) -> pl.DataFrame:
@@ -61,15 +66,15 @@ def to_grid(frame: pl.DataFrame, key: str, value_cols: Sequence[str]) -> pl.Data
 def recent_history(
     store: Store, now: float, hours: float = 24.0, vmids: Sequence[int] | None = None
 ) -> pl.DataFrame:
-    """The last `hours` of raw guest samples on the 5-minute grid (`series, ts, cpu, mem, cpus`),
-    of every guest or only of `vmids`.
+    """The last `hours` of raw guest samples on the 5-minute grid
+    (`series, ts, cpu, mem, cpus, disk, net`), of every guest or only of `vmids`.
 
     What a forecast is made from: a day of raw samples covers the features' longest lag.
     """
     end = datetime.fromtimestamp(now, UTC) + timedelta(seconds=1)
     start = end - timedelta(hours=hours)
-    raw = store.guest_window(start, end, vmids, columns=("cpu", "mem", "cpus"))
-    return to_grid(raw, "vmid", ("cpu", "mem", "cpus"))
+    raw = store.guest_window(start, end, vmids, columns=("cpu", "mem", "cpus", *RAW_IO))
+    return to_grid(raw.rename(RAW_IO), "vmid", ("cpu", "mem", "cpus", *IO))
 
 
 def dense_tail(frame: pl.DataFrame, key: str, gap: int = 4 * GRID) -> pl.DataFrame:
@@ -90,26 +95,33 @@ def dense_tail(frame: pl.DataFrame, key: str, gap: int = 4 * GRID) -> pl.DataFra
 
 
 def training_frame(store: Store, now: float, days: float) -> pl.DataFrame:
-    """`days` of guest CPU and memory on the 5-minute grid, densely sampled stretches only.
+    """`days` of guest CPU, memory and throughput on the 5-minute grid
+    (`series, ts, cpu, mem, disk, net`), densely sampled stretches only.
 
     The 5-minute roll-up reaches further back than the raw samples, so it supplies the history
     up to its newest bucket and the raw samples the rest.
     """
     end = datetime.fromtimestamp(now, UTC)
+    values = ("cpu", "mem", *IO)
     rolled = store.guest_window(
-        end - timedelta(days=days), end, resolution="5m", columns=("cpu_mean", "mem_mean")
+        end - timedelta(days=days),
+        end,
+        resolution="5m",
+        columns=("cpu_mean", "mem_mean", *ROLLED_IO),
     )
-    rolled = rolled.rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"})
+    rolled = rolled.rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem", **ROLLED_IO})
     raw_since = end - timedelta(days=days)
     newest = rolled["ts"].max() if not rolled.is_empty() else None
     if isinstance(newest, datetime):
         raw_since = newest + timedelta(minutes=5)
-    raw = store.guest_window(raw_since, end + timedelta(seconds=1), columns=("cpu", "mem"))
-    parts = [f.select("vmid", "ts", "cpu", "mem") for f in (rolled, raw) if not f.is_empty()]
+    raw = store.guest_window(
+        raw_since, end + timedelta(seconds=1), columns=("cpu", "mem", *RAW_IO)
+    ).rename(RAW_IO)
+    parts = [f.select("vmid", "ts", *values) for f in (rolled, raw) if not f.is_empty()]
     if not parts:
-        return to_grid(pl.DataFrame(), "vmid", ("cpu", "mem"))
+        return to_grid(pl.DataFrame(), "vmid", values)
     combined = pl.concat(parts, how="vertical_relaxed").sort("vmid", "ts")
-    return to_grid(dense_tail(combined, "vmid"), "vmid", ("cpu", "mem"))
+    return to_grid(dense_tail(combined, "vmid"), "vmid", values)
 
 
 def node_history(store: Store, snapshot: ClusterSnapshot, days: float) -> pl.DataFrame:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from analytics import Store
-from analytics.history import dense_tail, node_history, recent_history, to_grid
+from analytics.history import dense_tail, node_history, recent_history, to_grid, training_frame
 from engine import ClusterSnapshot, Node
 
 T0 = datetime(2026, 1, 1)
@@ -103,7 +103,49 @@ def test_recent_history_can_read_only_some_guests(tmp_path: Path) -> None:
     ]
     store.append_guest_samples(pl.DataFrame(rows))
     now = at(60).replace(tzinfo=UTC).timestamp()
-    assert recent_history(store, now)["series"].unique().sort().to_list() == ["1", "2", "3"]
+    every = recent_history(store, now)
+    assert every.columns == ["series", "ts", "cpu", "mem", "cpus", "disk", "net"]
+    assert every["series"].unique().sort().to_list() == ["1", "2", "3"]
     some = recent_history(store, now, vmids=[1, 3])
     assert some["series"].unique().sort().to_list() == ["1", "3"]
     assert some.filter(series="3")["cpu"].to_list() == pytest.approx([0.3] * 12)
+
+
+def counters(vmid: int, minutes: range, node: str = "pve1") -> list[dict[str, object]]:
+    """Live samples whose disk counters grow 600 B and network ones 60 B a minute."""
+    return [
+        {"vmid": vmid, "ts": at(m), "node": node, "kind": "qemu", "cpu": 0.5, "mem": 100}
+        | {"diskread": 600 * m, "diskwrite": 0, "netin": 30 * m, "netout": 30 * m}
+        for m in minutes
+    ]
+
+
+def test_recent_history_has_each_guest_s_throughput_in_bytes_per_second(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    store.append_guest_samples(pl.DataFrame(counters(1, range(0, 20))))
+    now = at(20).replace(tzinfo=UTC).timestamp()
+    history = recent_history(store, now)
+    assert history.schema["disk"] == history.schema["net"] == pl.Float64
+    # the first sample has no previous one: its bucket's mean is of the four after it
+    assert history["disk"].to_list() == [10.0] * 4
+    assert history["net"].to_list() == [1.0] * 4
+
+
+def test_training_frame_has_throughput_from_the_roll_up_then_the_raw_samples(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.duckdb")
+    with store.writer() as con:  # an hour of 5-minute roll-ups; the first two have no rates
+        con.execute(
+            "INSERT INTO guest_samples_5m SELECT 1, $t0 + to_minutes(5 * b), 'pve1', 5, 0.5, "
+            "0.5, 100, 100, CASE WHEN b >= 2 THEN 40 END, CASE WHEN b >= 2 THEN 4 END "
+            "FROM range(12) AS t(b)",
+            {"t0": T0},
+        )
+    store.append_guest_samples(pl.DataFrame(counters(1, range(60, 70))))
+    frame = training_frame(store, at(70).replace(tzinfo=UTC).timestamp(), days=1)
+    assert frame.columns == ["series", "ts", "cpu", "mem", "disk", "net"]
+    # roll-up: unknown, then 40 B/s; raw: 10 B/s (the first raw sample's bucket has the four
+    # rates after it)
+    assert frame["disk"].to_list() == [None, None] + [40.0] * 10 + [10.0] * 2
+    assert frame["net"].to_list() == [None, None] + [4.0] * 10 + [1.0] * 2
