@@ -44,8 +44,9 @@ class Retention:
     every 5-minute bucket is complete long before), 5-minute roll-ups for 90 days (the
     forecaster trains on 30 days of them, with room for re-training and a season of notebook
     work), hourly roll-ups for 5 years (capacity trends). With these a year of history of 5,000
-    guests stays under 5 GB; `bench/store.py` prints the projection. Other values are passed
-    to :meth:`analytics.store.Store.maintain` (the pipeline reads them from its settings).
+    guests comes to about 5 GB of random values, which compress worse than real series;
+    `bench/store.py` prints the projection. Other values are passed to
+    :meth:`analytics.store.Store.maintain` (the pipeline reads them from its settings).
     """
 
     raw: timedelta = timedelta(days=3)

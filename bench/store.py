@@ -5,7 +5,8 @@ is removed at the end; the whole run takes well under 2 minutes. It measures, me
 several runs each:
 
 1. appending one snapshot (one sample of each of 5,000 guests) with
-   `Store.append_guest_samples`, on a store already holding 24 h of history (target < 200 ms);
+   `Store.append_guest_samples`, which derives every guest's disk and network rates from its
+   previous sample's counters, on a store already holding 24 h of history (target < 200 ms);
 2. reading the last 24 h of raw samples of all 5,000 guests with `Store.guest_window` into a
    polars frame sorted by (vmid, ts) (target < 2 s), whole rows and only the columns the
    forecast features use (`columns=FEATURE_COLUMNS`). The 24 h are built first at **1-minute**
@@ -24,7 +25,8 @@ several runs each:
    (the cluster ingest); an rrddata backfill adds at most a day of 1-minute rows per guest,
    inside the raw retention, and coarser points that expire into the roll-ups, so it does not
    change the steady state; metric values are random (CPU fractions and memory bytes of full
-   precision), which compresses worse than real, smoother series.
+   precision, throughput log-normal around 50 kB/s in whole bytes/s), which compresses worse
+   than real, smoother series.
 
 Then the machine it ran on.
 """
@@ -69,6 +71,12 @@ FEATURE_COLUMNS = ("cpu", "cpus", "mem", "maxmem")  # what forecasting reads bes
 MAINTAIN_DAYS = 7  # days of 5-minute roll-ups in the maintain step (10 M rows at 5,000 guests)
 MAINTAIN_RUNS = 3
 T = TypeVar("T")
+# throughput (bytes/s): log-normal around 50 kB/s, a few guests at tens of MB/s, as idle and
+# busy guests mix; per guest and counter (netin, netout, diskread, diskwrite) for the raw
+# samples, per row for the roll-ups' means
+MEDIAN_RATE, RATE_SIGMA = 50e3, 2.0
+RATES = np.random.default_rng(7).lognormal(np.log(MEDIAN_RATE), RATE_SIGMA, (4, GUESTS))
+COUNTING_SINCE = NOW - timedelta(days=MAINTAIN_DAYS + 1)  # before every sample written
 
 KEEP = Retention()
 YEAR = timedelta(days=365)
@@ -80,10 +88,15 @@ STEADY_SAMPLES = {
 }
 
 
-def guest_snapshot(ts: datetime, rng: np.random.Generator, minute: int = 0) -> pl.DataFrame:
-    """One sample of every guest at `ts`, with PVE-like values (busy fraction, bytes, counters)."""
+def guest_snapshot(ts: datetime, rng: np.random.Generator) -> pl.DataFrame:
+    """One sample of every guest at `ts`, with PVE-like values (busy fraction, bytes, counters).
+
+    Counters grow at each guest's own `RATES` from `COUNTING_SINCE`, give or take 30 s of it,
+    so consecutive samples give rates of half to one and a half times that."""
     vmid = np.arange(100, 100 + GUESTS, dtype=np.int32)
     maxmem = ((vmid % 8 + 1) * 2 * 1024**3).astype(np.int64)
+    seconds = (ts - COUNTING_SINCE).total_seconds() + rng.uniform(0, 30, RATES.shape)
+    netin, netout, diskread, diskwrite = (RATES * seconds).astype(np.int64)
     return pl.DataFrame(
         {
             "vmid": vmid,
@@ -94,17 +107,17 @@ def guest_snapshot(ts: datetime, rng: np.random.Generator, minute: int = 0) -> p
             "cpus": (vmid % 8 + 1).astype(np.float64),
             "mem": (maxmem * rng.uniform(0.3, 0.9, GUESTS)).astype(np.int64),
             "maxmem": maxmem,
-            "netin": (vmid.astype(np.int64) * 10_000 + minute * 120_000),
-            "netout": (vmid.astype(np.int64) * 5_000 + minute * 60_000),
-            "diskread": (vmid.astype(np.int64) * 3_000 + minute * 40_000),
-            "diskwrite": (vmid.astype(np.int64) * 7_000 + minute * 90_000),
+            "netin": netin,
+            "netout": netout,
+            "diskread": diskread,
+            "diskwrite": diskwrite,
         }
     )
 
 
 def guest_minutes(start: datetime, minutes: int, rng: np.random.Generator) -> pl.DataFrame:
     """`minutes` consecutive 1-minute snapshots of all guests, as one frame."""
-    return pl.concat([guest_snapshot(start + timedelta(minutes=m), rng, m) for m in range(minutes)])
+    return pl.concat([guest_snapshot(start + timedelta(minutes=m), rng) for m in range(minutes)])
 
 
 def timed(action: Callable[[], T], runs: int) -> tuple[float, list[float], T]:
@@ -146,7 +159,8 @@ def build_rolled(path: Path, rng: np.random.Generator) -> Store:
             INSERT INTO guest_samples_5m
             SELECT 100 + g, $start + to_minutes(5 * b), 'pve' || (g // $per_node), 5,
                    round(random() * 0.5, 6), round(0.5 + random() * 0.5, 6),
-                   (random() * 6e10)::BIGINT, 60_000_000_000
+                   (random() * 6e10)::BIGINT, 60_000_000_000,
+                   (random() * 1e6)::BIGINT, (random() * 1e6)::BIGINT
             FROM range($buckets) AS t(b), range($guests) AS u(g) ORDER BY b, g
             """,
             {
@@ -160,7 +174,8 @@ def build_rolled(path: Path, rng: np.random.Generator) -> Store:
             """
             INSERT INTO guest_samples_1h
             SELECT vmid, date_trunc('hour', bucket) AS hour, arg_max(node, bucket), sum(n),
-                   round(avg(cpu_mean), 6), max(cpu_max), round(avg(mem_mean)), max(mem_max)
+                   round(avg(cpu_mean), 6), max(cpu_max), round(avg(mem_mean)), max(mem_max),
+                   round(avg(disk_mean)), round(avg(net_mean))
             FROM guest_samples_5m GROUP BY vmid, hour ORDER BY hour, vmid
             """
         )
@@ -174,7 +189,7 @@ def build_rolled(path: Path, rng: np.random.Generator) -> Store:
 
 def rollup_rows(entity: str, n: int, step: timedelta, rng: np.random.Generator) -> pl.DataFrame:
     """`n` roll-up rows, bucket by bucket (every entity per bucket), rounded as `maintain`
-    rounds them (CPU to six decimals, memory to the byte)."""
+    rounds them (CPU to six decimals, memory and guest throughput to the byte)."""
     keys = GUESTS if entity == "guest" else NODES
     buckets = -(-n // keys)
     key = np.tile(np.arange(keys), buckets)[:n]
@@ -192,9 +207,12 @@ def rollup_rows(entity: str, n: int, step: timedelta, rng: np.random.Generator) 
         }
     )
     if entity == "guest":
+        rate = np.log(MEDIAN_RATE), RATE_SIGMA, n
         return frame.with_columns(
             vmid=pl.Series(key + 100, dtype=pl.Int32),
             node=pl.Series([f"pve{k // GUESTS_PER_NODE:02d}" for k in key.tolist()]),
+            disk_mean=pl.Series(rng.lognormal(*rate).round().astype(np.int64)),
+            net_mean=pl.Series(rng.lognormal(*rate).round().astype(np.int64)),
         )
     return frame.with_columns(node=pl.Series([f"pve{k:02d}" for k in key.tolist()]))
 
