@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from analytics import Store
@@ -109,3 +110,24 @@ def test_an_unknown_backfill_timeframe_is_refused_before_the_cluster_is_read(sim
     with pytest.raises(ValueError, match="timeframe 'fortnight'"):
         ingest.backfill(gateway, Store(tmp_path / "h.duckdb"), "fortnight")
     assert gateway.calls == before
+
+
+def test_after_a_backfill_live_ingests_get_their_rates_from_the_counters_a_minute_apart(
+    sim, control: Control, tmp_path: Path
+):
+    gateway = connect(sim)
+    store = Store(tmp_path / "history.duckdb")
+    ingest.backfill(gateway, store, "hour", slot=contextlib.nullcontext)
+    first = ingest.collect(gateway, store, slot=contextlib.nullcontext).inventory.taken_at
+    control.advance(60)
+    second = ingest.collect(gateway, store, slot=contextlib.nullcontext).inventory.taken_at
+    rows = store.read(
+        "SELECT epoch(ts) AS ts, disk_rate, net_rate, netin FROM guest_samples ORDER BY ts"
+    )
+    rrd = rows.filter(pl.col("netin").is_null() & (pl.col("ts") < first))
+    assert rrd["disk_rate"].null_count() == 0 and rrd["net_rate"].null_count() == 0
+    # the first live sample's previous one is a backfilled point, which has no counters
+    live = rows.filter(pl.col("ts") == first)
+    assert live.height == 8 and live["disk_rate"].null_count() == live.height
+    after = rows.filter(pl.col("ts") == second)
+    assert after.height == 8 and (after["disk_rate"] > 0).all() and (after["net_rate"] > 0).all()
