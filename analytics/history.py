@@ -23,11 +23,18 @@ GRID = 300  # seconds per step of the forecasting grid
 # points for a week; the store rolls up to 5 minutes and hours), and daily peaks of finer data
 # are higher, which would read as growth; so every trend looks at 30-minute means
 TREND_BUCKET = "30m"
-# guest throughput (bytes/s) as the readers name it, from the raw and the roll-up columns;
-# null where the store has no rate (history from before it kept them, a counter reset)
+# guest throughput as the readers name it (bytes/s, as the trace loaders give it), from the
+# raw and the roll-up columns (KiB/s); null where the store has no rate (history from before it
+# kept them, a counter reset)
 IO = ("disk", "net")
-RAW_IO = {"disk_rate": "disk", "net_rate": "net"}
-ROLLED_IO = {"disk_mean": "disk", "net_mean": "net"}
+RAW_IO = {"disk_kibps": "disk", "net_kibps": "net"}
+ROLLED_IO = {"disk_kibps_mean": "disk", "net_kibps_mean": "net"}
+KIB = 1024
+
+
+def _io_named(frame: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """The frame with its throughput columns renamed to `IO` and in bytes/s."""
+    return frame.rename(names).with_columns(pl.col(IO).cast(pl.Float64) * KIB)
 
 
 def to_grid(frame: pl.DataFrame, key: str, value_cols: Sequence[str]) -> pl.DataFrame:
@@ -74,7 +81,7 @@ def recent_history(
     end = datetime.fromtimestamp(now, UTC) + timedelta(seconds=1)
     start = end - timedelta(hours=hours)
     raw = store.guest_window(start, end, vmids, columns=("cpu", "mem", "cpus", *RAW_IO))
-    return to_grid(raw.rename(RAW_IO), "vmid", ("cpu", "mem", "cpus", *IO))
+    return to_grid(_io_named(raw, RAW_IO), "vmid", ("cpu", "mem", "cpus", *IO))
 
 
 def dense_tail(frame: pl.DataFrame, key: str, gap: int = 4 * GRID) -> pl.DataFrame:
@@ -109,14 +116,15 @@ def training_frame(store: Store, now: float, days: float) -> pl.DataFrame:
         resolution="5m",
         columns=("cpu_mean", "mem_mean", *ROLLED_IO),
     )
-    rolled = rolled.rename({"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem", **ROLLED_IO})
+    rolled = _io_named(rolled, ROLLED_IO).rename(
+        {"bucket": "ts", "cpu_mean": "cpu", "mem_mean": "mem"}
+    )
     raw_since = end - timedelta(days=days)
     newest = rolled["ts"].max() if not rolled.is_empty() else None
     if isinstance(newest, datetime):
         raw_since = newest + timedelta(minutes=5)
-    raw = store.guest_window(
-        raw_since, end + timedelta(seconds=1), columns=("cpu", "mem", *RAW_IO)
-    ).rename(RAW_IO)
+    raw = store.guest_window(raw_since, end + timedelta(seconds=1), columns=("cpu", "mem", *RAW_IO))
+    raw = _io_named(raw, RAW_IO)
     parts = [f.select("vmid", "ts", *values) for f in (rolled, raw) if not f.is_empty()]
     if not parts:
         return to_grid(pl.DataFrame(), "vmid", values)

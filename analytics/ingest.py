@@ -5,7 +5,7 @@ and list columns. Time columns may arrive as datetimes (naive = UTC, aware = con
 seconds and leave as naive UTC. JSON columns arrive as JSON strings and leave with every
 secret-looking key's value replaced, so tokens and passwords never reach the file. List columns
 leave as lists of strings, CPU fractions (and the roll-ups' CPU means and maxima) rounded to
-`CPU_DECIMALS`, guest throughput (bytes/s) rounded to whole bytes as the store keeps it. Extra
+`CPU_DECIMALS`, guest throughput (KiB/s) rounded to whole KiB/s as the store keeps it. Extra
 columns of a frame are dropped.
 """
 
@@ -42,7 +42,7 @@ TABLES: dict[str, _Table] = {
         ("node", "kind"),
         ("ts",),
         rounded=("cpu",),
-        whole=("disk_rate", "net_rate"),
+        whole=("disk_kibps", "net_kibps"),
         indexed=False,
     ),
     "runs": _Table(("run_id",), ("flow",), ("started", "finished"), ("parameters",)),
@@ -61,7 +61,7 @@ TABLES: dict[str, _Table] = {
             ("n",),
             ("bucket",),
             rounded=("cpu_mean", "cpu_max"),
-            whole=("disk_mean", "net_mean") if entity == "guest" else (),
+            whole=("disk_kibps_mean", "net_kibps_mean") if (entity, res) == ("guest", "5m") else (),
             indexed=False,
         )
         for entity, key in (("node", "node"), ("guest", "vmid"))

@@ -1,9 +1,9 @@
-"""Guest disk and network throughput (bytes/s) from PVE's cumulative byte counters.
+"""Guest disk and network throughput (KiB/s) from PVE's cumulative byte counters.
 
 `/cluster/resources` gives each guest's ``netin``, ``netout``, ``diskread`` and ``diskwrite`` as
-bytes since the guest's process started, not as rates. A sample's ``disk_rate`` is therefore
+bytes since the guest's process started, not as rates. A sample's ``disk_kibps`` is therefore
 the growth of diskread + diskwrite since the same guest's previous sample, per second, and
-``net_rate`` that of netin + netout. The previous sample is the latest earlier one of the guest,
+``net_kibps`` that of netin + netout. The previous sample is the latest earlier one of the guest,
 stored already or earlier in the same frame, at most `LOOKBACK` before it: over a longer gap
 the mean rate says little about the sample's own minute.
 
@@ -34,10 +34,11 @@ from analytics.connect import fetch_frame
 from analytics.ingest import WHOLE
 
 LOOKBACK = timedelta(minutes=15)
+KIB = 1024  # bytes/s in the unit the store keeps throughput in (analytics.schema)
 # rate column: the counters whose sum it is the growth of
 COUNTERS: dict[str, tuple[str, str]] = {
-    "disk_rate": ("diskread", "diskwrite"),
-    "net_rate": ("netin", "netout"),
+    "disk_kibps": ("diskread", "diskwrite"),
+    "net_kibps": ("netin", "netout"),
 }
 _SUMS = {rate: f"_{rate}_sum" for rate in COUNTERS}
 
@@ -118,14 +119,14 @@ def _rate(rate: str) -> pl.Expr:
         pl.col("node") != pl.col("node_before"),
     ).fill_null(False)
     seconds = (pl.col("ts") - pl.col("ts_before")).dt.total_microseconds() / 1e6
-    grown = ((now - before) / seconds).round(mode=WHOLE).cast(pl.Int64)
+    grown = ((now - before) / (seconds * KIB)).round(mode=WHOLE).cast(pl.Int64)
     return pl.coalesce(pl.col(rate), pl.when(reset).then(None).otherwise(grown)).alias(rate)
 
 
 def with_rates(
     con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, *, update: bool = False
 ) -> pl.DataFrame:
-    """Normalised guest sample `rows` with ``disk_rate`` and ``net_rate`` filled in where the
+    """Normalised guest sample `rows` with ``disk_kibps`` and ``net_kibps`` filled in where the
     counters give them; reads the stored samples on `con`, inside the caller's transaction.
     `update`: the rows will overwrite stored ones of the same key (an upsert)."""
     rows = rows.with_columns(

@@ -17,9 +17,10 @@ would give the same rows. This keeps a roll-up from rereading 90 days of 5-minut
 Hourly rows come from the 5-minute rows: ``n`` adds up, ``*_mean`` is the ``n``-weighted mean of
 the 5-minute means (the mean of the raw samples, up to the rounding of the stored means),
 ``*_max`` is the max of maxes. A guest's ``node`` is the node of its latest sample in the bucket.
-Guests' ``disk_mean``/``net_mean`` are the mean of the bucket's raw rates (rows without one are
-left out; NULL when none has one), hourly the ``n``-weighted mean of the 5-minute means that
-exist; nodes have no such columns.
+Guests' 5-minute buckets also keep ``disk_kibps_mean``/``net_kibps_mean``, the mean of the
+bucket's raw rates (rows without one are left out; NULL when none has one): the forecaster
+trains on them. Hourly buckets keep no throughput (capacity trends read CPU and memory, and
+five years of it would cost a quarter of a GB a year), nor do nodes.
 
 The roll-up tables have no primary key (see :mod:`analytics.schema`): recomputed buckets are
 merged by :func:`analytics.append.merge`, which updates only the rows whose values changed.
@@ -44,7 +45,7 @@ class Retention:
     every 5-minute bucket is complete long before), 5-minute roll-ups for 90 days (the
     forecaster trains on 30 days of them, with room for re-training and a season of notebook
     work), hourly roll-ups for 5 years (capacity trends). With these a year of history of 5,000
-    guests comes to about 5 GB of random values, which compress worse than real series;
+    guests stays under 5 GB, even of random values, which compress worse than real series;
     `bench/store.py` prints the projection. Other values are passed to
     :meth:`analytics.store.Store.maintain` (the pipeline reads them from its settings).
     """
@@ -59,16 +60,11 @@ class Retention:
 
 
 _AGG_COLS = ("n", "cpu_mean", "cpu_max", "mem_mean", "mem_max")
-# guests only (nodes have no throughput columns): each roll-up mean and the raw rate it means.
-# A 5-minute mean is over the bucket's rows that have a rate; an hourly one weights each
-# 5-minute mean by its `n`. The exact weight, the count of rates, would cost a column per
-# bucket, and differs from `n` only in buckets where some samples lack a rate (the first after a
-# guest's start, move or a gap)
-_GUEST_MEANS = {"disk_mean": "disk_rate", "net_mean": "net_rate"}
-_GUEST_COLS = tuple(_GUEST_MEANS)
+# guests' 5-minute buckets only: each throughput mean and the raw rate it means
+_GUEST_MEANS = {"disk_kibps_mean": "disk_kibps", "net_kibps_mean": "net_kibps"}
 
-# means are kept as the columns are (CPU to six decimals, memory and rates to the byte), so a
-# recomputed bucket compares equal to its stored row when nothing changed
+# means are kept as the columns are (CPU to six decimals, memory to the byte, rates to the
+# KiB/s), so a recomputed bucket compares equal to its stored row when nothing changed
 _FROM_RAW = """
 SELECT {key}, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket,{node}
        count(*)::INTEGER AS n, round(avg(cpu), 6) AS cpu_mean, max(cpu) AS cpu_max,
@@ -76,20 +72,16 @@ SELECT {key}, time_bucket(INTERVAL 5 MINUTE, ts) AS bucket,{node}
 FROM {entity}_samples WHERE ts {cmp} $cutoff GROUP BY ALL
 """
 _GUEST_FROM_RAW = "".join(
-    f",\n       round(avg({rate}))::BIGINT AS {mean}" for mean, rate in _GUEST_MEANS.items()
+    f",\n       round(avg({rate}))::INTEGER AS {mean}" for mean, rate in _GUEST_MEANS.items()
 )
 
 _FROM_5M = """
 SELECT {key}, date_trunc('hour', bucket) AS bucket,{node}
        sum(n)::INTEGER AS n, round(sum(cpu_mean * n) / sum(n), 6) AS cpu_mean,
        max(cpu_max) AS cpu_max, round(sum(mem_mean * n) / sum(n))::BIGINT AS mem_mean,
-       max(mem_max) AS mem_max{guest}
+       max(mem_max) AS mem_max
 FROM {entity}_samples_5m WHERE bucket {cmp} $cutoff GROUP BY ALL
 """
-_GUEST_FROM_5M = "".join(
-    f",\n       round(sum({c} * n) / sum(n) FILTER ({c} IS NOT NULL))::BIGINT AS {c}"
-    for c in _GUEST_COLS
-)
 
 
 def _roll(
@@ -106,9 +98,11 @@ def _roll(
     cols = [key, "bucket", *_AGG_COLS]
     node = guest = ""
     if entity == "guest":
-        cols = [key, "bucket", "node", *_AGG_COLS, *_GUEST_COLS]
+        cols = [key, "bucket", "node", *_AGG_COLS]
         node = f" arg_max(node, {'ts' if source == 'raw' else 'bucket'}) AS node,"
-        guest = _GUEST_FROM_RAW if source == "raw" else _GUEST_FROM_5M
+        if source == "raw":
+            cols.extend(_GUEST_MEANS)
+            guest = _GUEST_FROM_RAW
     select = _FROM_RAW if source == "raw" else _FROM_5M
     # kept buckets are recomputed (changed ones updated), expired ones only added if missing
     for cmp, update, bound in ((">=", True, since), ("<", False, cutoff)):

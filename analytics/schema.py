@@ -23,14 +23,15 @@ fractions are kept to six decimals (PVE measures them from 1/100 s ticks over 10
 finer digits are noise) and stored by DuckDB as small integers; mean memory is kept to the
 byte.
 
-Guest disk and network throughput (since version 5) is kept as whole bytes per second in
-BIGINT columns: ``disk_rate`` (diskread + diskwrite) and ``net_rate`` (netin + netout) per
-sample, ``disk_mean`` and ``net_mean`` per roll-up bucket. Live samples carry PVE's cumulative
-counters, from which the store derives the rates (:mod:`analytics.rates`); backfilled ones carry
-the RRD's rates and no counters. Whole bytes/s is finer than any use of them, and as integers
-DuckDB bit-packs them: no more bytes than FLOAT and about 40 % fewer than DOUBLE per value
-(`bench/store.py`: both columns add 5.2 bytes to a 5-minute row, 0.68 GB for 90 days of
-5,000 guests). Rows from before version 5 keep NULL there.
+Guest disk and network throughput (since version 5) is kept in whole KiB per second (1,024
+bytes/s) in INTEGER columns: ``disk_kibps`` (diskread + diskwrite) and ``net_kibps`` (netin +
+netout) per sample, ``disk_kibps_mean`` and ``net_kibps_mean`` per 5-minute bucket (hourly buckets
+keep none, see :mod:`analytics.rollup`). Live samples
+carry PVE's cumulative byte counters, from which the store derives the rates
+(:mod:`analytics.rates`); backfilled ones carry the RRD's rates and no counters. A KiB/s is
+finer than any use of them (the forecaster counts 1 KiB/s as idle), and DuckDB bit-packs
+integers by their range: in a checkpointed table of log-normal rates, whole KiB/s took about
+2 bytes per value, whole bytes/s 4. Rows from before version 5 keep NULL there.
 
 Secrets are never stored: there is no column for tokens, passwords or tickets, and JSON
 payloads (run parameters, model metadata) are scrubbed by the store before insert.
@@ -187,14 +188,12 @@ CREATE TABLE guest_config (
     ),
     Migration(
         5,
-        "guest disk and network throughput in bytes/s: per sample and per roll-up bucket",
+        "guest disk and network throughput in KiB/s: per sample and per 5-minute bucket",
         """
-ALTER TABLE guest_samples ADD COLUMN disk_rate BIGINT;
-ALTER TABLE guest_samples ADD COLUMN net_rate BIGINT;
-ALTER TABLE guest_samples_5m ADD COLUMN disk_mean BIGINT;
-ALTER TABLE guest_samples_5m ADD COLUMN net_mean BIGINT;
-ALTER TABLE guest_samples_1h ADD COLUMN disk_mean BIGINT;
-ALTER TABLE guest_samples_1h ADD COLUMN net_mean BIGINT;
+ALTER TABLE guest_samples ADD COLUMN disk_kibps INTEGER;
+ALTER TABLE guest_samples ADD COLUMN net_kibps INTEGER;
+ALTER TABLE guest_samples_5m ADD COLUMN disk_kibps_mean INTEGER;
+ALTER TABLE guest_samples_5m ADD COLUMN net_kibps_mean INTEGER;
 """,
     ),
 )

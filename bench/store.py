@@ -25,7 +25,7 @@ several runs each:
    (the cluster ingest); an rrddata backfill adds at most a day of 1-minute rows per guest,
    inside the raw retention, and coarser points that expire into the roll-ups, so it does not
    change the steady state; metric values are random (CPU fractions and memory bytes of full
-   precision, throughput log-normal around 50 kB/s in whole bytes/s), which compresses worse
+   precision, throughput log-normal around 50 kB/s, kept in whole KiB/s), which compresses worse
    than real, smoother series.
 
 Then the machine it ran on.
@@ -67,13 +67,14 @@ APPEND_RUNS = 7
 READ_RUNS = 5
 SIM_ROWS = 500_000  # rows per table in the bytes-per-row simulation
 GB = 1e9
-FEATURE_COLUMNS = ("cpu", "cpus", "mem", "maxmem")  # what forecasting reads besides vmid, ts
+# what forecasting reads besides vmid, ts (analytics.history.recent_history), and the sizes
+FEATURE_COLUMNS = ("cpu", "cpus", "mem", "maxmem", "disk_kibps", "net_kibps")
 MAINTAIN_DAYS = 7  # days of 5-minute roll-ups in the maintain step (10 M rows at 5,000 guests)
 MAINTAIN_RUNS = 3
 T = TypeVar("T")
 # throughput (bytes/s): log-normal around 50 kB/s, a few guests at tens of MB/s, as idle and
 # busy guests mix; per guest and counter (netin, netout, diskread, diskwrite) for the raw
-# samples, per row for the roll-ups' means
+# samples, per row for the 5-minute roll-ups' means
 MEDIAN_RATE, RATE_SIGMA = 50e3, 2.0
 RATES = np.random.default_rng(7).lognormal(np.log(MEDIAN_RATE), RATE_SIGMA, (4, GUESTS))
 COUNTING_SINCE = NOW - timedelta(days=MAINTAIN_DAYS + 1)  # before every sample written
@@ -160,7 +161,7 @@ def build_rolled(path: Path, rng: np.random.Generator) -> Store:
             SELECT 100 + g, $start + to_minutes(5 * b), 'pve' || (g // $per_node), 5,
                    round(random() * 0.5, 6), round(0.5 + random() * 0.5, 6),
                    (random() * 6e10)::BIGINT, 60_000_000_000,
-                   (random() * 1e6)::BIGINT, (random() * 1e6)::BIGINT
+                   (random() * 1e3)::INTEGER, (random() * 1e3)::INTEGER
             FROM range($buckets) AS t(b), range($guests) AS u(g) ORDER BY b, g
             """,
             {
@@ -174,8 +175,7 @@ def build_rolled(path: Path, rng: np.random.Generator) -> Store:
             """
             INSERT INTO guest_samples_1h
             SELECT vmid, date_trunc('hour', bucket) AS hour, arg_max(node, bucket), sum(n),
-                   round(avg(cpu_mean), 6), max(cpu_max), round(avg(mem_mean)), max(mem_max),
-                   round(avg(disk_mean)), round(avg(net_mean))
+                   round(avg(cpu_mean), 6), max(cpu_max), round(avg(mem_mean)), max(mem_max)
             FROM guest_samples_5m GROUP BY vmid, hour ORDER BY hour, vmid
             """
         )
@@ -189,7 +189,7 @@ def build_rolled(path: Path, rng: np.random.Generator) -> Store:
 
 def rollup_rows(entity: str, n: int, step: timedelta, rng: np.random.Generator) -> pl.DataFrame:
     """`n` roll-up rows, bucket by bucket (every entity per bucket), rounded as `maintain`
-    rounds them (CPU to six decimals, memory and guest throughput to the byte)."""
+    rounds them (CPU to six decimals, memory to the byte, guest throughput to the KiB/s)."""
     keys = GUESTS if entity == "guest" else NODES
     buckets = -(-n // keys)
     key = np.tile(np.arange(keys), buckets)[:n]
@@ -207,13 +207,17 @@ def rollup_rows(entity: str, n: int, step: timedelta, rng: np.random.Generator) 
         }
     )
     if entity == "guest":
-        rate = np.log(MEDIAN_RATE), RATE_SIGMA, n
-        return frame.with_columns(
+        frame = frame.with_columns(
             vmid=pl.Series(key + 100, dtype=pl.Int32),
             node=pl.Series([f"pve{k // GUESTS_PER_NODE:02d}" for k in key.tolist()]),
-            disk_mean=pl.Series(rng.lognormal(*rate).round().astype(np.int64)),
-            net_mean=pl.Series(rng.lognormal(*rate).round().astype(np.int64)),
         )
+        if step == timedelta(minutes=5):  # hourly buckets keep no throughput
+            rate = np.log(MEDIAN_RATE), RATE_SIGMA, n
+            frame = frame.with_columns(
+                disk_kibps_mean=pl.Series((rng.lognormal(*rate) / 1024).round().astype(np.int64)),
+                net_kibps_mean=pl.Series((rng.lognormal(*rate) / 1024).round().astype(np.int64)),
+            )
+        return frame
     return frame.with_columns(node=pl.Series([f"pve{k:02d}" for k in key.tolist()]))
 
 

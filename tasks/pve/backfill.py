@@ -4,7 +4,8 @@ One `rrddata` call per node and per guest (cf AVERAGE), at most `workers` in fli
 without a `cpu` value (the guest was stopped, the node down) are omitted, as PVE omits them.
 RRD network and disk figures are rates (bytes/s), not the cumulative counters
 `/cluster/resources` reports, so backfilled rows leave the counter columns empty and fill
-``disk_rate`` (diskread + diskwrite) and ``net_rate`` (netin + netout) instead.
+``disk_kibps`` (diskread + diskwrite) and ``net_kibps`` (netin + netout) instead, in KiB/s as
+the store keeps them.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ def _num(point: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+KIB = 1024  # bytes/s per KiB/s, the store's unit of throughput (analytics.schema)
+
+
 def _sum(point: dict[str, Any], a: str, b: str) -> float | None:
-    """Two rates as one; None when either is missing (half a sum would read as a drop)."""
+    """Two rates (bytes/s) as one in KiB/s; None when either is missing (half a sum would read
+    as a drop)."""
     first, second = _num(point, a), _num(point, b)
-    return None if first is None or second is None else first + second
+    return None if first is None or second is None else (first + second) / KIB
 
 
 def node_rows(node: str, points: Iterable[Any]) -> list[tuple[Any, ...]]:

@@ -43,8 +43,8 @@ GUEST_SCHEMA: dict[str, Any] = {
     "diskwrite": pl.Int64,
     # bytes/s, diskread + diskwrite and netin + netout: an RRD backfill gives them; live rows
     # leave them null and the store derives them from the counters (analytics.rates)
-    "disk_rate": pl.Float64,
-    "net_rate": pl.Float64,
+    "disk_kibps": pl.Float64,
+    "net_kibps": pl.Float64,
 }
 RULES_SCHEMA: dict[str, Any] = {
     "ts": pl.Int64,

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from analytics import Store
-from analytics.history import dense_tail, node_history, recent_history, to_grid, training_frame
+from analytics.history import KIB, dense_tail, node_history, recent_history, to_grid, training_frame
 from engine import ClusterSnapshot, Node
 
 T0 = datetime(2026, 1, 1)
@@ -112,10 +112,10 @@ def test_recent_history_can_read_only_some_guests(tmp_path: Path) -> None:
 
 
 def counters(vmid: int, minutes: range, node: str = "pve1") -> list[dict[str, object]]:
-    """Live samples whose disk counters grow 600 B and network ones 60 B a minute."""
+    """Live samples whose disk counters grow 600 KiB and network ones 60 KiB a minute."""
     return [
         {"vmid": vmid, "ts": at(m), "node": node, "kind": "qemu", "cpu": 0.5, "mem": 100}
-        | {"diskread": 600 * m, "diskwrite": 0, "netin": 30 * m, "netout": 30 * m}
+        | {"diskread": 600 * KIB * m, "diskwrite": 0, "netin": 30 * KIB * m, "netout": 30 * KIB * m}
         for m in minutes
     ]
 
@@ -127,8 +127,8 @@ def test_recent_history_has_each_guest_s_throughput_in_bytes_per_second(tmp_path
     history = recent_history(store, now)
     assert history.schema["disk"] == history.schema["net"] == pl.Float64
     # the first sample has no previous one: its bucket's mean is of the four after it
-    assert history["disk"].to_list() == [10.0] * 4
-    assert history["net"].to_list() == [1.0] * 4
+    assert history["disk"].to_list() == [10.0 * KIB] * 4
+    assert history["net"].to_list() == [1.0 * KIB] * 4
 
 
 def test_training_frame_has_throughput_from_the_roll_up_then_the_raw_samples(
@@ -145,7 +145,7 @@ def test_training_frame_has_throughput_from_the_roll_up_then_the_raw_samples(
     store.append_guest_samples(pl.DataFrame(counters(1, range(60, 70))))
     frame = training_frame(store, at(70).replace(tzinfo=UTC).timestamp(), days=1)
     assert frame.columns == ["series", "ts", "cpu", "mem", "disk", "net"]
-    # roll-up: unknown, then 40 B/s; raw: 10 B/s (the first raw sample's bucket has the four
-    # rates after it)
-    assert frame["disk"].to_list() == [None, None] + [40.0] * 10 + [10.0] * 2
-    assert frame["net"].to_list() == [None, None] + [4.0] * 10 + [1.0] * 2
+    # roll-up: unknown, then 40 KiB/s; raw: 10 KiB/s (the first raw sample's bucket has the
+    # four rates after it); both come out in bytes/s
+    assert frame["disk"].to_list() == [None, None] + [40.0 * KIB] * 10 + [10.0 * KIB] * 2
+    assert frame["net"].to_list() == [None, None] + [4.0 * KIB] * 10 + [1.0 * KIB] * 2

@@ -11,7 +11,8 @@ import polars as pl
 from analytics.store import Store
 
 T0 = datetime(2026, 4, 1)
-MIB = 1 << 20
+KIB = 1024
+GIB = 1 << 20  # in KiB, the unit `sample` takes counters in
 
 
 def sample(
@@ -22,17 +23,22 @@ def sample(
     vmid: int = 100,
     node: str = "pve1",
 ) -> dict[str, Any]:
-    """One live sample: (diskread, diskwrite) and (netin, netout) counters at T0 + `minute`."""
+    """One live sample: (diskread, diskwrite) and (netin, netout) counters at T0 + `minute`,
+    given in KiB so the rates come out in the store's KiB/s (PVE's counters are bytes)."""
+
+    def in_bytes(kib: int | None) -> int | None:
+        return None if kib is None else kib * KIB
+
     return {
         "vmid": vmid,
         "ts": T0 + timedelta(minutes=minute),
         "node": node,
         "kind": "qemu",
         "cpu": 0.1,
-        "diskread": disk[0],
-        "diskwrite": disk[1],
-        "netin": net[0],
-        "netout": net[1],
+        "diskread": in_bytes(disk[0]),
+        "diskwrite": in_bytes(disk[1]),
+        "netin": in_bytes(net[0]),
+        "netout": in_bytes(net[1]),
     }
 
 
@@ -42,10 +48,10 @@ def frame(*rows: dict[str, Any]) -> pl.DataFrame:
 
 
 def rates(store: Store) -> list[tuple[Any, ...]]:
-    """(vmid, minute, disk_rate, net_rate) of every stored sample, by guest then time."""
+    """(vmid, minute, disk_kibps, net_kibps) of every stored sample, by guest then time."""
     stored = store.guest_window(T0 - timedelta(days=1), T0 + timedelta(days=1))
     return [
-        (r["vmid"], (r["ts"] - T0) / timedelta(minutes=1), r["disk_rate"], r["net_rate"])
+        (r["vmid"], (r["ts"] - T0) / timedelta(minutes=1), r["disk_kibps"], r["net_kibps"])
         for r in stored.iter_rows(named=True)
     ]
 
@@ -58,15 +64,15 @@ def test_a_sample_s_rates_are_its_counters_growth_per_second_since_the_guest_s_p
     # the previous sample of minute 1 is stored already, that of minute 2 comes in beside it
     store.append_guest_samples(
         frame(
-            sample(1, (60 * MIB, 30 * MIB), (600, 0)),
-            sample(2, (90 * MIB, 60 * MIB), (900, 3300)),
+            sample(1, (60 * GIB, 30 * GIB), (600, 0)),
+            sample(2, (90 * GIB, 60 * GIB), (900, 3300)),
             sample(0, (7, 7), (7, 7), vmid=101),
         )
     )
     assert rates(store) == [
         (100, 0, None, None),  # nothing before it
-        (100, 1, 1536 * 1024, 10),  # 90 MiB / 60 s; 600 B / 60 s
-        (100, 2, 1024 * 1024, 60),  # (150 - 90) MiB / 60 s; (4200 - 600) B / 60 s
+        (100, 1, 1536 * 1024, 10),  # 90 GiB / 60 s; 600 KiB / 60 s
+        (100, 2, 1024 * 1024, 60),  # (150 - 90) GiB / 60 s; (4200 - 600) KiB / 60 s
         (101, 0, None, None),  # another guest's samples are not its previous ones
     ]
 
@@ -77,11 +83,11 @@ def test_a_counter_that_went_down_gives_no_rate_rather_than_a_negative_or_huge_o
     store = Store(tmp_path / "h.duckdb")
     store.append_guest_samples(
         frame(
-            sample(0, (10 * MIB, 0), (5 * MIB, 0)),
+            sample(0, (10 * GIB, 0), (5 * GIB, 0)),
             # restarted: the disk counters start from zero, the network ones grew past their
             # old sum already, and neither rate can be trusted
-            sample(1, (MIB, 0), (6 * MIB, 0)),
-            sample(2, (MIB + 600, 0), (6 * MIB + 60, 0)),  # counting again: 10 B/s and 1 B/s
+            sample(1, (GIB, 0), (6 * GIB, 0)),
+            sample(2, (GIB + 600, 0), (6 * GIB + 60, 0)),  # counting again: 10 and 1 KiB/s
         )
     )
     assert rates(store) == [(100, 0, None, None), (100, 1, None, None), (100, 2, 10, 1)]
@@ -102,7 +108,7 @@ def test_a_previous_sample_more_than_fifteen_minutes_back_gives_no_rate(tmp_path
     store.append_guest_samples(
         frame(sample(16, (960, 0), (960, 0)), sample(31, (1860, 0), (1860, 0)))
     )
-    # 16 min after minute 0: too far; 15 min after minute 16 is still near enough: 900 B / 900 s
+    # 16 min after minute 0: too far; 15 min after minute 16 is still near enough: 900 KiB / 900 s
     assert rates(store) == [(100, 0, None, None), (100, 16, None, None), (100, 31, 1, 1)]
 
 
@@ -118,16 +124,16 @@ def test_a_missing_counter_leaves_only_its_own_rate_empty(tmp_path: Path) -> Non
     assert rates(store) == [(100, 0, None, None), (100, 1, None, 10), (100, 2, None, 10)]
 
 
-def test_rates_a_backfill_brings_are_kept_to_the_whole_byte(
+def test_rates_a_backfill_brings_are_kept_to_the_whole_kib_per_second(
     tmp_path: Path,
 ) -> None:
     store = Store(tmp_path / "h.duckdb")
     rrd = frame(sample(0, (None, None), (None, None)), sample(1, (None, None), (None, None)))
-    backfilled = rrd.with_columns(disk_rate=pl.Series([1234.4, None]), net_rate=pl.lit(99.5))
+    backfilled = rrd.with_columns(disk_kibps=pl.Series([1234.4, None]), net_kibps=pl.lit(99.5))
     assert store.append_guest_samples(backfilled) == 2
     # a live sample after a backfilled one has no previous counters to grow from
     store.append_guest_samples(frame(sample(2, (600, 0), (600, 0))))
-    # kept to the whole byte, half away from zero as the roll-ups round
+    # kept to the whole KiB/s, half away from zero as the roll-ups round
     assert rates(store) == [(100, 0, 1234, 100), (100, 1, None, 100), (100, 2, None, None)]
 
 

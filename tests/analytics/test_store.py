@@ -40,7 +40,7 @@ def count(path: Path, table: str) -> int:
 def guest_frame(vmid: int, start: datetime, minutes: int) -> pl.DataFrame:
     """One sample a minute; cpu = minute-of-hour / 100, mem = 1000 * hour-of-day + minute;
     on pve1 in the first half of each hour, on pve2 in the second; byte counters that grow by
-    60 (disk) and 120 (network) bytes a minute, so rates of 1 and 2 B/s except after a move."""
+    60 (disk) and 120 (network) KiB a minute, so rates of 1 and 2 KiB/s except after a move."""
     ts = pl.datetime_range(
         start, start + timedelta(minutes=minutes - 1), "1m", eager=True, time_unit="us"
     )
@@ -56,9 +56,9 @@ def guest_frame(vmid: int, start: datetime, minutes: int) -> pl.DataFrame:
             "cpus": 2,
             "mem": ts.dt.hour().cast(pl.Int64) * 1000 + minute,
             "maxmem": 1 << 30,
-            "netin": since * 100,
-            "netout": since * 20,
-            "diskread": since * 60,
+            "netin": since * 100 * 1024,
+            "netout": since * 20 * 1024,
+            "diskread": since * 60 * 1024,
             "diskwrite": 0,
         }
     )
@@ -436,7 +436,7 @@ def test_five_minute_aggregates_have_the_expected_means_and_maxes(maintained: St
     assert rows["cpu_max"] == pytest.approx(0.19)
     assert (rows["mem_mean"], rows["mem_max"]) == (13017, 13019)
     assert rows["node"] == "pve1"  # minutes < 30 ran on pve1
-    assert (rows["disk_mean"], rows["net_mean"]) == (1, 2)  # 60 B and 120 B a minute
+    assert (rows["disk_kibps_mean"], rows["net_kibps_mean"]) == (1, 2)  # 60 and 120 KiB a minute
 
 
 def test_a_throughput_mean_is_over_the_samples_with_a_rate_and_null_when_none_has_one(
@@ -448,8 +448,8 @@ def test_a_throughput_mean_is_over_the_samples_with_a_rate_and_null_when_none_ha
     # minute, except none in minutes 0..4 and 7
     rrd = guest_frame(100, hour, 60).drop("netin", "netout", "diskread", "diskwrite")
     rates = rrd.with_columns(
-        disk_rate=pl.int_range(0, 60),
-        net_rate=pl.when(pl.int_range(0, 60).is_in([0, 1, 2, 3, 4, 7]))
+        disk_kibps=pl.int_range(0, 60),
+        net_kibps=pl.when(pl.int_range(0, 60).is_in([0, 1, 2, 3, 4, 7]))
         .then(None)
         .otherwise(pl.int_range(0, 60) * 10),
     )
@@ -457,17 +457,16 @@ def test_a_throughput_mean_is_over_the_samples_with_a_rate_and_null_when_none_ha
     store.maintain(NOW, KEEP)
     five = store.guest_window(hour, hour + timedelta(minutes=10), resolution="5m")
     # minutes 0..4: disk mean 2, no net rate; 5..9: disk mean 7, net (50 + 60 + 80 + 90) / 4
-    assert five.select("n", "disk_mean", "net_mean").rows() == [(5, 2, None), (5, 7, 70)]
-    hourly = store.guest_window(hour, hour + timedelta(hours=1), resolution="1h")
-    # disk: the 5-minute means 2, 7, .., 57 weighted by n = 5 each: 29.5, kept as 30;
-    # net: the buckets that have a mean, 70 and 10 x (5k + 2) for k = 2..11: 3520 / 11
-    assert hourly.select("n", "disk_mean", "net_mean").rows() == [(60, 30, 320)]
+    assert five.select("n", "disk_kibps_mean", "net_kibps_mean").rows() == [
+        (5, 2, None),
+        (5, 7, 70),
+    ]
 
 
-def test_node_roll_ups_have_no_throughput_columns(maintained: Store) -> None:
-    for table in ("node_samples_5m", "node_samples_1h"):
+def test_hourly_and_node_roll_ups_have_no_throughput_columns(maintained: Store) -> None:
+    for table in ("guest_samples_1h", "node_samples_5m", "node_samples_1h"):
         columns = maintained.read(f"SELECT * FROM {table} LIMIT 0").columns
-        assert not {"disk_mean", "net_mean"} & set(columns)
+        assert not {"disk_kibps_mean", "net_kibps_mean"} & set(columns)
 
 
 def test_hourly_aggregates_have_the_expected_means_and_maxes(maintained: Store) -> None:
@@ -720,13 +719,15 @@ def test_a_file_at_schema_version_4_gains_throughput_columns_and_keeps_its_rows(
     store = Store(path)
     assert store.migrate() == 5 == LATEST
     old = store.guest_window(T0, T0 + timedelta(minutes=1))
-    assert old.select("cpu", "disk_rate", "net_rate").rows() == [(0.5, None, None)]
+    assert old.select("cpu", "disk_kibps", "net_kibps").rows() == [(0.5, None, None)]
     rolled = store.guest_window(T0, T0 + timedelta(minutes=5), resolution="5m")
-    assert rolled.select("mem_mean", "disk_mean", "net_mean").rows() == [(7, None, None)]
-    # the old sample's counters are the next one's previous: 60 B and 120 B in a minute
+    assert rolled.select("mem_mean", "disk_kibps_mean", "net_kibps_mean").rows() == [
+        (7, None, None)
+    ]
+    # the old sample's counters are the next one's previous: 60 and 120 KiB in a minute
     assert store.append_guest_samples(guest_frame(100, T0, 2)) == 1
     added = store.guest_window(T0 + timedelta(minutes=1), T0 + timedelta(minutes=2))
-    assert added.select("disk_rate", "net_rate").rows() == [(1, 2)]
+    assert added.select("disk_kibps", "net_kibps").rows() == [(1, 2)]
 
 
 def test_a_file_at_schema_version_2_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from analytics import Store
 from engine.model import Guest
 from tasks import ingest
-from tasks.pve.backfill import guest_rows
+from tasks.pve.backfill import KIB, guest_rows
 from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA, frame
 from tests.conftest import Control
 from tests.tasks.pve.support import connect, requests_made
@@ -31,8 +31,8 @@ def test_an_hour_of_history_comes_back_in_the_store_s_columns(sim, control: Cont
     assert set(guests["vmid"]) == {100, 101, 102, 103, 104, 105, 200, 201}  # 106 is stopped
     assert guests.filter(vmid=200)["kind"].unique().to_list() == ["lxc"]
     assert guests["netin"].null_count() == guests.height  # RRD rates are not the store's counters
-    assert guests["disk_rate"].null_count() == guests["net_rate"].null_count() == 0
-    assert guests["disk_rate"].min() > 0 and guests["net_rate"].min() > 0
+    assert guests["disk_kibps"].null_count() == guests["net_kibps"].null_count() == 0
+    assert guests["disk_kibps"].min() > 0 and guests["net_kibps"].min() > 0
     made = requests_made(control)
     assert made["GET /nodes/{node}/rrddata"] == 3
     assert made["GET /nodes/{node}/qemu/{vmid}/rrddata"] == 7
@@ -49,11 +49,12 @@ def test_guest_cpu_is_kept_as_pve_s_fraction_of_the_guest_s_vcpus(sim):
 
 def test_rrd_rates_are_summed_into_disk_and_network_rates_unless_a_part_is_missing():
     g = Guest(100, "web", "pve1", vcpus=2)
-    io = {"netin": 10.5, "netout": 20.0, "diskread": 1.0, "diskwrite": 2.25}
+    io = {"netin": 10.5 * KIB, "netout": 20.0 * KIB, "diskread": 1.0 * KIB, "diskwrite": 2.25 * KIB}
     point = {"time": 60, "cpu": 0.5} | io
-    half = {"time": 120, "cpu": 0.5, "netin": 10.0, "diskread": 1.0, "diskwrite": None}
+    half = {"time": 120, "cpu": 0.5, "netin": KIB, "diskread": KIB, "diskwrite": None}
     rows = frame(guest_rows(g, [point, half]), GUEST_SCHEMA)
-    assert rows.select("disk_rate", "net_rate").rows() == [(3.25, 30.5), (None, None)]
+    # bytes/s in the RRD, KiB/s in the store
+    assert rows.select("disk_kibps", "net_kibps").rows() == [(3.25, 30.5), (None, None)]
     assert rows.select("netin", "netout", "diskread", "diskwrite").null_count().row(0) == (2,) * 4
 
 
@@ -122,12 +123,12 @@ def test_after_a_backfill_live_ingests_get_their_rates_from_the_counters_a_minut
     control.advance(60)
     second = ingest.collect(gateway, store, slot=contextlib.nullcontext).inventory.taken_at
     rows = store.read(
-        "SELECT epoch(ts) AS ts, disk_rate, net_rate, netin FROM guest_samples ORDER BY ts"
+        "SELECT epoch(ts) AS ts, disk_kibps, net_kibps, netin FROM guest_samples ORDER BY ts"
     )
     rrd = rows.filter(pl.col("netin").is_null() & (pl.col("ts") < first))
-    assert rrd["disk_rate"].null_count() == 0 and rrd["net_rate"].null_count() == 0
+    assert rrd["disk_kibps"].null_count() == 0 and rrd["net_kibps"].null_count() == 0
     # the first live sample's previous one is a backfilled point, which has no counters
     live = rows.filter(pl.col("ts") == first)
-    assert live.height == 8 and live["disk_rate"].null_count() == live.height
+    assert live.height == 8 and live["disk_kibps"].null_count() == live.height
     after = rows.filter(pl.col("ts") == second)
-    assert after.height == 8 and (after["disk_rate"] > 0).all() and (after["net_rate"] > 0).all()
+    assert after.height == 8 and (after["disk_kibps"] > 0).all() and (after["net_kibps"] > 0).all()
