@@ -2,7 +2,7 @@
 
 `/cluster/resources` gives each guest's ``netin``, ``netout``, ``diskread`` and ``diskwrite`` as
 bytes since the guest's process started, not as rates. A sample's ``disk_kibps`` is therefore
-the growth of diskread + diskwrite since the same guest's previous sample, per second, and
+the growth of diskread + diskwrite since the same guest's previous sample, in KiB per second, and
 ``net_kibps`` that of netin + netout. The previous sample is the latest earlier one of the guest,
 stored already or earlier in the same frame, at most `LOOKBACK` before it: over a longer gap
 the mean rate says little about the sample's own minute.

@@ -41,7 +41,7 @@ GUEST_SCHEMA: dict[str, Any] = {
     "netout": pl.Int64,
     "diskread": pl.Int64,
     "diskwrite": pl.Int64,
-    # bytes/s, diskread + diskwrite and netin + netout: an RRD backfill gives them; live rows
+    # KiB/s, diskread + diskwrite and netin + netout: an RRD backfill gives them; live rows
     # leave them null and the store derives them from the counters (analytics.rates)
     "disk_kibps": pl.Float64,
     "net_kibps": pl.Float64,
