@@ -8,7 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -697,18 +698,26 @@ def test_guest_config_refuses_local_resources_that_are_not_a_list(tmp_path: Path
         Store(tmp_path / "h.duckdb").upsert("guest_config", frame)
 
 
-def test_a_file_at_schema_version_4_gains_throughput_columns_and_keeps_its_rows(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "h.duckdb"
+@contextmanager
+def at_version(path: Path, version: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to a new file holding the schema of the first `version` migrations only,
+    as an older proxflow left it."""
     with duckdb.connect(str(path)) as con:
         con.execute(
             "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
             "description VARCHAR NOT NULL, applied TIMESTAMP NOT NULL)"
         )
-        for step in MIGRATIONS[:4]:
+        for step in MIGRATIONS[:version]:
             con.execute(step.sql)
             con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [step.version, "old"])
+        yield con
+
+
+def test_a_file_at_schema_version_4_gains_throughput_columns_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.duckdb"
+    with at_version(path, 4) as con:
         first = guest_frame(100, T0, 1).row(0, named=True)
         con.execute(
             "INSERT INTO guest_samples (vmid, ts, node, kind, cpu, netin, netout, diskread, "
@@ -732,14 +741,7 @@ def test_a_file_at_schema_version_4_gains_throughput_columns_and_keeps_its_rows(
 
 def test_a_file_at_schema_version_2_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "h.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute(
-            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
-            "description VARCHAR NOT NULL, applied TIMESTAMP NOT NULL)"
-        )
-        for step in MIGRATIONS[:2]:
-            con.execute(step.sql)
-            con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [step.version, "old"])
+    with at_version(path, 2) as con:
         for minute in (1, 0):  # stored out of time order
             con.execute(
                 "INSERT INTO guest_samples (vmid, ts, node, kind, cpu) "
