@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from analytics.schema import KIB
 from analytics.store import Store
 from engine import ClusterSnapshot
 
@@ -29,7 +30,6 @@ TREND_BUCKET = "30m"
 IO = ("disk", "net")
 RAW_IO = {"disk_kibps": "disk", "net_kibps": "net"}
 ROLLED_IO = {"disk_kibps_mean": "disk", "net_kibps_mean": "net"}
-KIB = 1024
 
 
 def _io_named(frame: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:

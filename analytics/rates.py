@@ -32,9 +32,9 @@ import polars as pl
 from analytics.append import time_literal
 from analytics.connect import fetch_frame
 from analytics.ingest import WHOLE
+from analytics.schema import KIB
 
 LOOKBACK = timedelta(minutes=15)
-KIB = 1024  # bytes/s in the unit the store keeps throughput in (analytics.schema)
 # rate column: the counters whose sum it is the growth of
 COUNTERS: dict[str, tuple[str, str]] = {
     "disk_kibps": ("diskread", "diskwrite"),

@@ -25,10 +25,10 @@ byte.
 
 Guest disk and network throughput (since version 5) is kept in whole KiB per second (1,024
 bytes/s) in INTEGER columns: ``disk_kibps`` (diskread + diskwrite) and ``net_kibps`` (netin +
-netout) per sample, ``disk_kibps_mean`` and ``net_kibps_mean`` per 5-minute bucket (hourly buckets
-keep none, see :mod:`analytics.rollup`). Live samples
-carry PVE's cumulative byte counters, from which the store derives the rates
-(:mod:`analytics.rates`); backfilled ones carry the RRD's rates and no counters. A KiB/s is
+netout) per sample, ``disk_kibps_mean`` and ``net_kibps_mean`` per 5-minute bucket (hourly
+buckets keep none, see :mod:`analytics.rollup`). Live samples carry PVE's cumulative byte
+counters, from which the store derives the rates (:mod:`analytics.rates`); backfilled ones carry
+the RRD's rates and no counters. A KiB/s is
 finer than any use of them (the forecaster counts 1 KiB/s as idle), and DuckDB bit-packs
 integers by their range: in a checkpointed table of log-normal rates, whole KiB/s took about
 2 bytes per value, whole bytes/s 4. Rows from before version 5 keep NULL there.
@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
+
+KIB = 1024  # bytes in a KiB: guest throughput is kept in whole KiB/s (see above)
 
 
 class SchemaTooNewError(RuntimeError):

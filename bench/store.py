@@ -55,6 +55,7 @@ import polars as pl  # noqa: E402
 
 from analytics.ingest import CPU_DECIMALS  # noqa: E402
 from analytics.rollup import Retention  # noqa: E402
+from analytics.schema import KIB  # noqa: E402
 from analytics.store import Store  # noqa: E402
 from bench.machine import print_machine  # noqa: E402
 
@@ -214,8 +215,8 @@ def rollup_rows(entity: str, n: int, step: timedelta, rng: np.random.Generator) 
         if step == timedelta(minutes=5):  # hourly buckets keep no throughput
             rate = np.log(MEDIAN_RATE), RATE_SIGMA, n
             frame = frame.with_columns(
-                disk_kibps_mean=pl.Series((rng.lognormal(*rate) / 1024).round().astype(np.int64)),
-                net_kibps_mean=pl.Series((rng.lognormal(*rate) / 1024).round().astype(np.int64)),
+                disk_kibps_mean=pl.Series((rng.lognormal(*rate) / KIB).round().astype(np.int64)),
+                net_kibps_mean=pl.Series((rng.lognormal(*rate) / KIB).round().astype(np.int64)),
             )
         return frame
     return frame.with_columns(node=pl.Series([f"pve{k:02d}" for k in key.tolist()]))

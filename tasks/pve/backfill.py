@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from analytics.schema import KIB
 from engine.model import Guest, Node
 from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA, frame
 from tasks.pve.transport import Transport, fan_out
@@ -31,9 +32,6 @@ def check_timeframe(timeframe: str) -> None:
 def _num(point: dict[str, Any], key: str) -> float | None:
     value = point.get(key)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-KIB = 1024  # bytes/s per KiB/s, the store's unit of throughput (analytics.schema)
 
 
 def _sum(point: dict[str, Any], a: str, b: str) -> float | None:

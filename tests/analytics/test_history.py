@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from analytics import Store
-from analytics.history import KIB, dense_tail, node_history, recent_history, to_grid, training_frame
+from analytics.history import dense_tail, node_history, recent_history, to_grid, training_frame
+from analytics.schema import KIB
 from engine import ClusterSnapshot, Node
 
 T0 = datetime(2026, 1, 1)

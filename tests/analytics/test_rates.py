@@ -8,10 +8,10 @@ from typing import Any
 
 import polars as pl
 
+from analytics.schema import KIB
 from analytics.store import Store
 
 T0 = datetime(2026, 4, 1)
-KIB = 1024
 GIB = 1 << 20  # in KiB, the unit `sample` takes counters in
 
 

@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 
 from analytics import Store
+from analytics.schema import KIB
 from engine.model import Guest
 from tasks import ingest
-from tasks.pve.backfill import KIB, guest_rows
+from tasks.pve.backfill import guest_rows
 from tasks.pve.inventory import GUEST_SCHEMA, NODE_SCHEMA, frame
 from tests.conftest import Control
 from tests.tasks.pve.support import connect, requests_made
