@@ -45,6 +45,7 @@ The input must be sorted by `series, ts` on the regular 5-minute grid, as the lo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -65,19 +66,17 @@ IO_DIFFS = (1, 6)  # steps over which a throughput's change is a feature
 IO_EPS = 1024.0  # bytes/s added to a throughput's level: 1 KiB/s counts as idle
 DAY = 86_400
 WEEK = 7 * DAY
-# the companion's features (see the module docstring), the last of `FEATURES`
-OTHER_FEATURES: tuple[str, ...] = (
-    "other_now",
-    *(f"other_diff_{k}" for k in OTHER_DIFFS),
-    "other_std_1h",
-    "other_mean_6h",
-)
-# the throughputs' features (see the module docstring), after the companion's
-IO_FEATURES: tuple[str, ...] = tuple(
-    name
-    for r in IO_SOURCES
-    for name in (f"{r}_now", *(f"{r}_diff_{k}" for k in IO_DIFFS), f"{r}_std_1h")
-)
+
+
+def _movement_names(prefix: str, diffs: Sequence[int]) -> tuple[str, ...]:
+    """The names `_movement` gives its features."""
+    return (f"{prefix}_now", *(f"{prefix}_diff_{k}" for k in diffs), f"{prefix}_std_1h")
+
+
+# the companion's features and the throughputs' (see the module docstring), the last of
+# `FEATURES`
+OTHER_FEATURES: tuple[str, ...] = (*_movement_names("other", OTHER_DIFFS), "other_mean_6h")
+IO_FEATURES: tuple[str, ...] = tuple(n for r in IO_SOURCES for n in _movement_names(r, IO_DIFFS))
 
 FEATURES: tuple[str, ...] = (
     "history",
@@ -130,6 +129,30 @@ def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
 
 
+def _against_own_hour(v: pl.Expr, eps: float) -> Callable[[pl.Expr], pl.Expr]:
+    """A ratio to `v`'s own last-hour mean plus `eps`, per series, clipped to +-`CLIP`."""
+    hour = v.rolling_mean(HOUR, min_samples=1) + eps
+    return lambda expr: (expr / hour).over("series").clip(-CLIP, CLIP)
+
+
+def _movement(source: str, prefix: str, eps: float, diffs: Sequence[int]) -> list[pl.Expr]:
+    """Where another series of the guest stands against its own last hour, how it moved over
+    `diffs` steps and its spread: the features the companion and the throughputs share."""
+    v = pl.col(source)
+    ratio = _against_own_hour(v, eps)
+    return [
+        ratio(v).alias(f"{prefix}_now"),
+        *(ratio(v - v.shift(k)).alias(f"{prefix}_diff_{k}") for k in diffs),
+        ratio(v.rolling_std(HOUR, min_samples=2)).alias(f"{prefix}_std_1h"),
+    ]
+
+
+def _optional(name: str | None, alias: str) -> pl.Expr:
+    """Column `name` as floats under `alias`, or nulls when the frame lacks it (None)."""
+    source = pl.lit(None, pl.Float64) if name is None else pl.col(name).cast(pl.Float64)
+    return source.alias(alias)
+
+
 def _ewm(x: pl.Expr, half_life: int) -> pl.Expr:
     return x.ewm_mean(half_life=half_life, adjust=True)
 
@@ -156,33 +179,8 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
         return expr.over("series")
 
     mean_30 = x.rolling_mean(HOUR // 2, min_samples=1)
-    other = companion_in(frame, column)
     o = pl.col("_other")
-    source = pl.col(other).cast(pl.Float64) if other else pl.lit(None, dtype=pl.Float64)
-    o_level = o.rolling_mean(HOUR, min_samples=1) + EPS
-
-    def other_ratio(expr: pl.Expr) -> pl.Expr:
-        return per_series(expr / o_level).clip(-CLIP, CLIP)
-
     present = io_in(frame)
-
-    def io_source(r: str) -> pl.Expr:
-        return (pl.col(r).cast(pl.Float64) if r in present else pl.lit(None, pl.Float64)).alias(
-            f"_{r}"
-        )
-
-    def io_features(r: str) -> list[pl.Expr]:
-        v = pl.col(f"_{r}")
-        lvl_r = v.rolling_mean(HOUR, min_samples=1) + IO_EPS
-
-        def io_ratio(expr: pl.Expr) -> pl.Expr:
-            return per_series(expr / lvl_r).clip(-CLIP, CLIP)
-
-        return [
-            io_ratio(v).alias(f"{r}_now"),
-            *(io_ratio(v - v.shift(k)).alias(f"{r}_diff_{k}") for k in IO_DIFFS),
-            io_ratio(v.rolling_std(HOUR, min_samples=2)).alias(f"{r}_std_1h"),
-        ]
 
     phase_day = (pl.col("ts") % DAY).cast(pl.Float64) * (2 * math.pi / DAY)
     phase_week = (pl.col("ts") % WEEK).cast(pl.Float64) * (2 * math.pi / WEEK)
@@ -193,8 +191,8 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             "series",
             "ts",
             x,
-            source.alias("_other"),
-            *(io_source(r) for r in IO_SOURCES),
+            _optional(companion_in(frame, column), "_other"),
+            *(_optional(r if r in present else None, f"_{r}") for r in IO_SOURCES),
             steps.alias("steps"),
             level(column).alias("level"),
         )
@@ -232,11 +230,9 @@ def build_features(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyFr
             phase_week.sin().alias("dow_sin"),
             phase_week.cos().alias("dow_cos"),
             (x + EPS).log().alias("log_now"),
-            other_ratio(o).alias("other_now"),
-            *(other_ratio(o - o.shift(k)).alias(f"other_diff_{k}") for k in OTHER_DIFFS),
-            other_ratio(o.rolling_std(HOUR, min_samples=2)).alias("other_std_1h"),
-            other_ratio(o.rolling_mean(LONG, min_samples=1)).alias("other_mean_6h"),
-            *(e for r in IO_SOURCES for e in io_features(r)),
+            *_movement("_other", "other", EPS, OTHER_DIFFS),
+            _against_own_hour(o, EPS)(o.rolling_mean(LONG, min_samples=1)).alias("other_mean_6h"),
+            *(e for r in IO_SOURCES for e in _movement(f"_{r}", r, IO_EPS, IO_DIFFS)),
         )
     )
 
@@ -253,7 +249,7 @@ def prediction_rows(frame: pl.DataFrame | pl.LazyFrame, column: str) -> pl.LazyF
     A series split over several runs (unsorted input) comes out as several rows.
     """
     x = pl.col(column)
-    kept = model_columns(frame, column)[2:]  # the column and its companion, if there
+    kept = model_columns(frame, column)[2:]  # the column and the other series the frame has
     runs = _lazy(frame).select(pl.col("series").rle_id().alias("_run"), "series", "ts", *kept)
     names = runs.group_by("_run").agg(
         pl.col("series").first(), pl.len().cast(pl.Int64).alias("_len")
