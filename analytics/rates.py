@@ -54,7 +54,7 @@ def _sums(frame: pl.DataFrame) -> list[pl.Expr]:
     return exprs
 
 
-def _wanted(rows: pl.DataFrame) -> pl.Expr:
+def _wanted() -> pl.Expr:
     """Rows that lack a rate their counters could give."""
     return pl.any_horizontal(
         pl.col(rate).is_null() & pl.col(_SUMS[rate]).is_not_null() for rate in COUNTERS
@@ -134,7 +134,7 @@ def with_rates(
     )
     columns = rows.columns
     rows = rows.with_columns(_sums(rows))
-    if rows.is_empty() or not rows.select(_wanted(rows).any()).item():
+    if rows.is_empty() or not rows.select(_wanted().any()).item():
         return rows.select(columns)
     joined = _previous(rows, _stored(con, rows), update=update)
     return rows.select(columns).with_columns(joined.select(_rate(rate) for rate in COUNTERS))
