@@ -62,9 +62,8 @@ HORIZONS = (30, 60)
 # baseline on the same origins (target on Bitbrains CPU at 30 min: at least 15 % below, with p90
 # cover within 0.85-0.95). The model's settings (residual target over the last value, `log_now`,
 # the other resource's movement, disk and network throughput, 300 rounds of 63 leaves) were chosen
-# on Bitbrains CPU at 30 min
-# by training on the first 45 % (or 30 %) of the time range and validating up to 60 %, never on
-# the scored range after 60 %.
+# on Bitbrains CPU at 30 min by training on the first 45 % (or 30 %) of the time range and
+# validating up to 60 %, never on the scored range after 60 %.
 MODEL_NAME = "learned model"
 TRAIN_FRACTION = 0.6  # time-ordered split: train on the first 60 %, validate on the rest
 
@@ -195,6 +194,17 @@ MODELS: dict[str, Forecaster] = {
 }
 # ---------------------------------------------------------------------------------------------
 
+
+def best_naive(naive: dict[str, dict[str, float]]) -> tuple[str, dict[str, float]]:
+    """The naive forecaster with the lowest MAE, and its scores: what the model must beat."""
+    return min(naive.items(), key=lambda item: item[1]["mae"])
+
+
+def gain_over(model: dict[str, float], best: dict[str, float]) -> float:
+    """How far the model's MAE is below `best`'s, in per cent (negative: above)."""
+    return 100 * (1 - model["mae"] / best["mae"])
+
+
 # the splits the model's settings were chosen on: (train before, validate up to) as fractions of
 # the time range; both end where the scored range of the full run begins
 VALIDATION_SPLITS = {"A": (0.45, TRAIN_FRACTION), "B": (0.3, TRAIN_FRACTION)}
@@ -211,10 +221,10 @@ def validation(frame: pl.DataFrame, columns: tuple[str, ...], horizon: int = 30)
                 name: score(seen, only_after(f, start), column, horizon)
                 for name, f in BASELINES.items()
             }
-            best_name, best = min(naive.items(), key=lambda item: item[1]["mae"])
+            best_name, best = best_naive(naive)
             model = LoadForecaster(column, horizon).fit(frame.filter(pl.col("ts") < start))
             s = score(seen, only_after(model.forecast, start), column, horizon)
-            gain = 100 * (1 - s["mae"] / best["mae"])
+            gain = gain_over(s, best)
             yield (
                 f"  {label} (train 0-{100 * train_to:.0f} %, validate to {100 * validate_to:.0f} %)"
                 f"  {column:<4}"
@@ -254,8 +264,8 @@ def verdict(horizon: int, column: str, scores: dict[str, dict[str, float]]) -> s
     naive = {n: s for n, s in scores.items() if n in MODELS and n != MODEL_NAME}
     if model is None or not naive:
         return ""
-    best_name, best = min(naive.items(), key=lambda item: item[1]["mae"])
-    gain = 100 * (1 - model["mae"] / best["mae"])
+    best_name, best = best_naive(naive)
+    gain = gain_over(model, best)
     return (
         f"  {horizon:>4} min  {column:<4}  model MAE {abs(gain):.1f} % "
         f"{'below' if gain >= 0 else 'above'} the best naive "
