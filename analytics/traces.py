@@ -122,9 +122,8 @@ def _read_bitbrains_raw(path: Path, series: str) -> pl.DataFrame:
 def clean_bitbrains(raw: pl.DataFrame) -> pl.DataFrame:
     """Apply the cleaning rule (module docstring) to raw rows of one or many files.
 
-    `raw` has `series, row, t, cpu_cap, cpu_pct, mem_cap, mem_use, disk_kbs, net_kbs`, `row` being
-    the position in
-    the file; the result has the loaders' columns, sorted by `series, ts`.
+    `raw` has `series, row, t, cpu_cap, cpu_pct, mem_cap, mem_use, disk_kbs, net_kbs`, `row`
+    being the position in the file; the result has the loaders' columns, sorted by `series, ts`.
     """
     step = pl.lit(STEP, dtype=pl.Int64)
     rows = (
